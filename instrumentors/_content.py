@@ -1,0 +1,81 @@
+"""Captured text: the single gate every prompt, completion, document and tool argument
+passes through before it may touch a span.
+
+Why one gate: "content capture off" must mean *no* text anywhere. If every instrumentor
+routes text through :func:`text` / :func:`json_value`, the guarantee is one ``if`` here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from . import _config
+
+_TRUNCATION_MARK = "…[truncated]"
+
+
+def capture_enabled() -> bool:
+    return _config.get_config().capture_content
+
+
+def _bounded(value: str, limit: int) -> str:
+    if len(value) <= limit:
+        return value
+    keep = max(0, limit - len(_TRUNCATION_MARK))
+    return value[:keep] + _TRUNCATION_MARK
+
+
+def text(value: Any) -> Optional[str]:
+    """A captured text (redacted, then cut to the limit), or None when capture is off."""
+    cfg = _config.get_config()
+    if not cfg.capture_content or value is None:
+        return None
+    value = value if isinstance(value, str) else str(value)
+    if cfg.redact is not None:
+        try:
+            value = cfg.redact(value)
+        except Exception:  # noqa: BLE001 - a broken redactor must not leak the text
+            return "[redaction failed]"
+        if not isinstance(value, str):
+            value = str(value)
+    return _bounded(value, cfg.max_attribute_length)
+
+
+def redact_tree(obj: Any) -> Any:
+    """Apply the redaction hook to every string inside a JSON-like structure."""
+    cfg = _config.get_config()
+    if cfg.redact is None:
+        return obj
+    if isinstance(obj, str):
+        try:
+            out = cfg.redact(obj)
+            return out if isinstance(out, str) else str(out)
+        except Exception:  # noqa: BLE001
+            return "[redaction failed]"
+    if isinstance(obj, dict):
+        return {k: redact_tree(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [redact_tree(v) for v in obj]
+    return obj
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON that never fails (unknown objects become their str())."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def json_value(obj: Any) -> Optional[str]:
+    """A captured JSON structure (messages, documents...), redacted and bounded, or None
+    when capture is off. Redaction runs on every string *before* serialisation so a
+    redactor sees texts, not JSON escapes."""
+    cfg = _config.get_config()
+    if not cfg.capture_content or obj is None:
+        return None
+    return _bounded(dumps(redact_tree(obj)), cfg.max_attribute_length)
+
+
+def bounded_json(obj: Any) -> str:
+    """JSON for *non-content* structures (ids, scores, tool definitions): always written,
+    only bounded in size."""
+    return _bounded(dumps(obj), _config.get_config().max_attribute_length)

@@ -1,0 +1,1 @@
+"""langchain instrumentor (pending)."""

@@ -1,0 +1,1 @@
+"""The embedded trace store (pending)."""
