@@ -101,3 +101,45 @@ def _no_detach_errors():
     yield
     logger.removeHandler(handler)
     assert not handler.records, "OpenTelemetry logged 'Failed to detach context'"
+
+
+# ---------------------------------------------------------------------------------------
+# VCR / pytest-recording: cassettes live in the top-level cassettes/<test module>/ folder
+# and never keep credentials, org/project ids or cookies.
+# ---------------------------------------------------------------------------------------
+
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+CASSETTES = ROOT / "cassettes"
+
+SCRUBBED_REQUEST_HEADERS = [
+    "authorization", "api-key", "openai-organization", "openai-project", "cookie", "x-api-key",
+]
+SCRUBBED_RESPONSE_HEADERS = {
+    "set-cookie", "openai-organization", "openai-project", "cookie", "cf-ray", "x-request-id",
+    "openai-processing-ms", "strict-transport-security", "alt-svc",
+}
+
+
+def scrub_response(response: dict) -> dict:
+    headers = response.get("headers") or {}
+    for name in list(headers):
+        if name.lower() in SCRUBBED_RESPONSE_HEADERS:
+            del headers[name]
+    return response
+
+
+@pytest.fixture(scope="module")
+def vcr_cassette_dir(request) -> str:
+    return str(CASSETTES / request.module.__name__.rsplit(".", 1)[-1])
+
+
+@pytest.fixture(scope="module")
+def vcr_config() -> dict:
+    return {
+        "filter_headers": SCRUBBED_REQUEST_HEADERS,
+        "before_record_response": scrub_response,
+        "decode_compressed_response": True,
+        "match_on": ["method", "scheme", "host", "port", "path", "query", "body"],
+    }
