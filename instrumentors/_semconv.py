@@ -123,6 +123,9 @@ USAGE_OUTPUT_TOKENS = "instrumentors.usage.output_tokens"
 STREAM_CHUNK_COUNT = "instrumentors.stream.chunks"
 STREAM_ENDED_BY = "instrumentors.stream.ended_by"  # exhausted | closed | abandoned | error
 
+# Tool calls an LLM response asked for: JSON [{"id","name","type"}], never the arguments
+RESPONSE_TOOL_CALLS = "instrumentors.response.tool_calls"
+
 # Rerank
 RERANK_INPUT_DOCUMENTS = "instrumentors.rerank.input_documents"  # JSON like retrieval documents
 RERANK_OUTPUT_DOCUMENTS = "instrumentors.rerank.output_documents"
