@@ -21,6 +21,7 @@ from opentelemetry import trace
 
 from . import _config
 from ._version import __version__
+from .causal.steps import step
 
 _log = logging.getLogger("instrumentors")
 
@@ -104,5 +105,6 @@ __all__ = [
     "current_span_id",
     "current_trace_id",
     "instrument_all",
+    "step",
     "uninstrument_all",
 ]

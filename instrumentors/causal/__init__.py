@@ -9,8 +9,25 @@ Instrumentors call exactly two functions:
   summary attributes.
 
 Both are no-ops (and cheap) when ``causal_links`` is off. The registry holds hashes only.
+
+Modules: :mod:`.fingerprint` (normalisation, shingles, keys), :mod:`.registry` (the
+scoped, bounded index), :mod:`.linking` (which hits become links), :mod:`.digests`
+(digests on spans and :func:`rebuild_links` for backends), :mod:`.steps` (user steps).
 """
 
 from ._api import Consumption, Produced, consume, produce
+from .digests import RebuiltLink, SpanDigests, rebuild_links
+from .registry import REGISTRY
+from .steps import step
 
-__all__ = ["Consumption", "Produced", "consume", "produce"]
+__all__ = [
+    "Consumption",
+    "Produced",
+    "REGISTRY",
+    "RebuiltLink",
+    "SpanDigests",
+    "consume",
+    "produce",
+    "rebuild_links",
+    "step",
+]

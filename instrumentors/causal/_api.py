@@ -1,12 +1,30 @@
-"""Interface of the causal registry used by every instrumentor (implementation pending)."""
+"""The two calls every instrumentor makes: :func:`produce` and :func:`consume`.
+
+Both read the settings at call time, return at once when ``causal_links`` is off (no
+fingerprinting, no registry access), and never raise: an internal error is reported once
+(rate-limited) and the traced call proceeds without links.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from opentelemetry import context as otel_context
+from opentelemetry import trace
 from opentelemetry.trace import Link, Span
+
+from .. import _config
+from .. import _semconv as sc
+from .._spans import report_internal_error
+from . import digests, fingerprint, linking
+from .registry import PROCESS_SCOPE, REGISTRY, Group, Source
+
+#: outputs fingerprinted per ``produce`` call at most (a retriever returning thousands).
+MAX_OUTPUTS_PER_CALL = 1000
+KINDS = ("document", "generation", "tool_call", "tool_result", "step")
 
 
 @dataclass(frozen=True)
@@ -26,13 +44,134 @@ class Consumption:
 
     links: list = field(default_factory=list)  # list[opentelemetry.trace.Link]
     attributes: dict = field(default_factory=dict)
+    #: the matches behind ``links`` (source, coverage), for steps and tests.
+    matches: list = field(default_factory=list)
 
 
-def consume(inputs: Sequence[str], parent: Optional[otel_context.Context] = None) -> Optional[Consumption]:
-    """Look the input texts up; ``parent`` is the context the consumer span will start in."""
-    return None
+def _clean_score(score: object) -> Optional[float]:
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        return None
+    value = float(score)
+    return value if math.isfinite(value) else None
+
+
+def _clean_rank(rank: object) -> Optional[int]:
+    if isinstance(rank, bool) or not isinstance(rank, int):
+        return None
+    return rank
+
+
+def _merge(span: Span, name: str, header: str, entries: List[str], limit: int) -> None:
+    existing = None
+    attributes = getattr(span, "attributes", None)
+    if attributes is not None:
+        existing = attributes.get(name)
+    if existing and str(existing[0]) == header:
+        entries = list(existing[1:]) + entries
+    span.set_attribute(name, (header, *entries[:limit]))
 
 
 def produce(span: Span, outputs: Sequence[Produced]) -> None:
-    """Register fingerprints of a step's outputs together with ``span``'s context."""
-    return None
+    """Register fingerprints of a step's outputs together with ``span``'s context.
+
+    Call it before ending the span. Also writes the span's ``produced`` digests.
+    """
+    cfg = _config.get_config()
+    if not cfg.causal_links or not outputs:
+        return
+    try:
+        _produce(span, outputs, cfg)
+    except Exception as exc:  # noqa: BLE001 - never break the host app
+        report_internal_error("causal.produce", exc)
+
+
+def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> None:
+    ctx = span.get_span_context()
+    if not ctx.is_valid:
+        return
+    parent = getattr(span, "parent", None)
+    parent_span_id = parent.span_id if parent is not None else None
+    k = cfg.causal_shingle_words
+    group = Group()
+    entries: List[str] = []
+    for output in list(outputs)[:MAX_OUTPUTS_PER_CALL]:
+        text = getattr(output, "text", None)
+        if not isinstance(text, str) or not text:
+            continue
+        fp = fingerprint.fingerprint(text, k)
+        if fp is None:
+            continue
+        kind = output.kind if output.kind in KINDS else "step"
+        document_id = None if output.document_id is None else str(output.document_id)
+        rank = _clean_rank(output.rank)
+        score = _clean_score(output.score)
+        keys, threshold = fingerprint.sample(fp.keys)
+        source = Source(ctx, parent_span_id, kind, document_id, rank, score, keys, threshold,
+                        fp.words, fp.short, group)
+        group.sources.append(source)
+        entries.append(digests.produced_entry(kind, rank, score, fp.words, fp.keys, document_id))
+    if not group.sources:
+        return
+    scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE
+    REGISTRY.register(scope, group.sources, max_entries=cfg.causal_max_entries,
+                      max_age=cfg.causal_max_age_seconds)
+    if span.is_recording():
+        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k), entries, cfg.max_documents)
+
+
+def consume(inputs: Sequence[str], parent: Optional[otel_context.Context] = None) -> Optional[Consumption]:
+    """Look the input texts up; ``parent`` is the context the consumer span will start in.
+
+    Returns the links to pass to ``start_span`` and the attributes to set on the span
+    (source count and ids, unused document ids, ``consumed`` digests), or None when
+    causal links are off (or on an internal error).
+    """
+    cfg = _config.get_config()
+    if not cfg.causal_links:
+        return None
+    try:
+        return _consume(inputs, parent, cfg)
+    except Exception as exc:  # noqa: BLE001 - never break the host app
+        report_internal_error("causal.consume", exc)
+        return None
+
+
+def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg: _config.Config) -> Consumption:
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    texts = [text for text in (inputs or ()) if isinstance(text, str) and text]
+    k = cfg.causal_shingle_words
+    found = fingerprint.input_keys(texts, k, REGISTRY.short_lengths())
+    attributes = {
+        sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes),
+        sc.CAUSAL_SOURCE_COUNT: 0,
+    }
+    result = Consumption(attributes=attributes)
+    span_context = trace.get_current_span(parent).get_span_context()
+    trace_id = span_context.trace_id if span_context.is_valid else None
+    if cfg.causal_scope == "trace":
+        if trace_id is None:  # the consumer starts a new trace: nothing can be in it yet
+            return result
+        scope = trace_id
+    else:
+        scope = PROCESS_SCOPE
+    if not found.all:
+        return result
+    hits = REGISTRY.lookup(scope, found.all, max_age=cfg.causal_max_age_seconds, now=time.monotonic())
+    if not hits:
+        return result
+    matches, unused = linking.select(hits, found.all, cfg.causal_min_coverage, trace_id)
+    if not matches:
+        return result
+    result.matches = matches
+    result.links = [Link(m.source.ctx, linking.link_attributes(m)) for m in matches[: linking.MAX_LINKS]]
+    labels: List[str] = []
+    for match in matches:
+        label = linking.source_label(match.source)
+        if label not in labels:
+            labels.append(label)
+    attributes[sc.CAUSAL_SOURCE_COUNT] = len(matches)
+    attributes[sc.CAUSAL_SOURCE_IDS] = tuple(labels[: cfg.max_documents])
+    if any(m.source.kind == "document" for m in matches):
+        attributes[sc.CAUSAL_UNUSED_IDS] = tuple(unused[: cfg.max_documents])
+    return result

@@ -1,0 +1,279 @@
+"""Fingerprint digests on spans, and rebuilding causal links from them afterwards.
+
+In-process links need both steps in one process. Spans therefore also carry compact
+digests (64-bit keys as 16 hex digits; never text) so that a backend, or our own store,
+can rebuild links across processes after the fact with :func:`rebuild_links`.
+
+Format (both attributes are string arrays; the first element is a header):
+
+``instrumentors.causal.produced`` on a producing span::
+
+    ("fp1 k=5",
+     "document;0;0.91;120;<hex16><hex16>...;kb/returns.md",   # one element per output
+     "generation;0;;42;<hex16>...;")
+
+  Each output is ``kind;rank;score;words;sketch;document_id`` (empty field = unknown;
+  ``document_id`` is last and may itself contain ``;``). ``sketch`` is the output's
+  :data:`PRODUCED_SKETCH` smallest keys, concatenated, ascending (an output shorter than
+  ``k`` words has exactly one key: its whole-text key). At most ``max_documents`` outputs.
+
+``instrumentors.causal.consumed`` on a consuming span::
+
+    ("fp1 k=5 n=1834", "=<hex16>", ..., "<hex16>", ...)
+
+  ``n`` is how many distinct shingle keys the inputs had; ``=``-prefixed elements are the
+  whole-text keys of inputs shorter than ``k`` words (at most 16); the rest are the
+  :data:`CONSUMED_SKETCH` smallest shingle keys, ascending.
+
+Rebuilding (a *bottom-k sketch* containment estimate): keys are uniformly distributed, so
+for a produced output the keys of its sketch at or below the consumer's largest sketched
+key (all of them when the consumer's sketch is complete) are a random sample of its
+shingles that the consumer would have sketched if present. The fraction of those found
+estimates coverage. Short outputs match a consumer's whole-text key (a rewritten query
+used verbatim as a retriever query) or any sketched key. The estimate is good for whole
+documents and generations; two near-duplicate documents may be indistinguishable from
+sketches (both linked), and a short output quoted inside a longer prompt is not found,
+which the in-process registry does find. Rebuilt links are therefore a superset-leaning
+approximation of the in-process ones, for spans that had no registry in common.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from .. import _semconv as sc
+from .fingerprint import MASK, hex_key
+from .linking import LINK_TYPES
+
+VERSION = "fp1"
+#: keys per produced output in its digest.
+PRODUCED_SKETCH = 8
+#: shingle keys per consuming span in its digest.
+CONSUMED_SKETCH = 128
+#: whole-text keys of short inputs per consuming span.
+CONSUMED_WHOLES = 16
+
+
+def header(k: int, n: Optional[int] = None) -> str:
+    return f"{VERSION} k={k}" if n is None else f"{VERSION} k={k} n={n}"
+
+
+def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words: int,
+                   keys: Iterable[int], document_id: Optional[str]) -> str:
+    sketch = "".join(hex_key(key) for key in sorted(keys)[:PRODUCED_SKETCH])
+    score_text = "" if score is None or not math.isfinite(score) else repr(float(score))
+    return (f"{kind};{'' if rank is None else int(rank)};{score_text};{words};{sketch};"
+            f"{'' if document_id is None else document_id}")
+
+
+def consumed_digest(k: int, shingles: set, wholes: Sequence[int]) -> Tuple[str, ...]:
+    ordered = sorted(shingles)
+    whole_entries = []
+    for key in wholes:
+        entry = "=" + hex_key(key)
+        if entry not in whole_entries:
+            whole_entries.append(entry)
+        if len(whole_entries) >= CONSUMED_WHOLES:
+            break
+    return (header(k, len(ordered)), *whole_entries, *(hex_key(key) for key in ordered[:CONSUMED_SKETCH]))
+
+
+# --- parsing ----------------------------------------------------------------------------
+
+
+def _parse_header(value: str) -> Optional[Dict[str, int]]:
+    parts = value.split()
+    if not parts or parts[0] != VERSION:
+        return None
+    out: Dict[str, int] = {}
+    for part in parts[1:]:
+        name, _, number = part.partition("=")
+        try:
+            out[name] = int(number)
+        except ValueError:
+            return None
+    return out if "k" in out else None
+
+
+def _keys(sketch: str) -> List[int]:
+    return [int(sketch[i:i + 16], 16) for i in range(0, len(sketch) - 15, 16)]
+
+
+@dataclass(frozen=True)
+class ProducedOutput:
+    kind: str
+    rank: Optional[int]
+    score: Optional[float]
+    words: int
+    keys: Tuple[int, ...]
+    document_id: Optional[str]
+
+
+def parse_produced(value: Any) -> Tuple[Optional[int], List[ProducedOutput]]:
+    """(k, outputs) from a ``produced`` attribute value; (None, []) when unreadable."""
+    if not value or isinstance(value, str):
+        return None, []
+    items = list(value)
+    head = _parse_header(str(items[0]))
+    if head is None:
+        return None, []
+    outputs = []
+    for item in items[1:]:
+        fields = str(item).split(";", 5)
+        if len(fields) != 6:
+            continue
+        kind, rank, score, words, sketch, document_id = fields
+        try:
+            outputs.append(ProducedOutput(
+                kind=kind,
+                rank=int(rank) if rank else None,
+                score=float(score) if score else None,
+                words=int(words or 0),
+                keys=tuple(_keys(sketch)),
+                document_id=document_id or None,
+            ))
+        except ValueError:
+            continue
+    return head["k"], outputs
+
+
+def parse_consumed(value: Any) -> Tuple[Optional[int], int, List[int], List[int]]:
+    """(k, n, sketch keys ascending, whole keys) from a ``consumed`` attribute value."""
+    if not value or isinstance(value, str):
+        return None, 0, [], []
+    items = [str(v) for v in value]
+    head = _parse_header(items[0])
+    if head is None:
+        return None, 0, [], []
+    sketch, wholes = [], []
+    for item in items[1:]:
+        try:
+            if item.startswith("="):
+                wholes.append(int(item[1:], 16))
+            else:
+                sketch.append(int(item, 16))
+        except ValueError:
+            continue
+    sketch.sort()
+    return head["k"], head.get("n", len(sketch)), sketch, wholes
+
+
+# --- rebuilding -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpanDigests:
+    """What :func:`rebuild_links` needs from one span. Ids are opaque (int or hex);
+    times (ns) are optional and, when given, a producer must end before its consumer
+    starts."""
+
+    trace_id: Any
+    span_id: Any
+    produced: Any = None  # the instrumentors.causal.produced attribute value
+    consumed: Any = None  # the instrumentors.causal.consumed attribute value
+    start_time: Optional[int] = None
+    end_time: Optional[int] = None
+
+    @classmethod
+    def from_attributes(cls, trace_id: Any, span_id: Any, attributes: Mapping[str, Any],
+                        start_time: Optional[int] = None, end_time: Optional[int] = None) -> "SpanDigests":
+        return cls(trace_id, span_id, attributes.get(sc.CAUSAL_PRODUCED_DIGESTS),
+                   attributes.get(sc.CAUSAL_CONSUMED_DIGESTS), start_time, end_time)
+
+    @classmethod
+    def from_span(cls, span: Any) -> "SpanDigests":
+        """From an SDK ``ReadableSpan``."""
+        ctx = span.get_span_context()
+        return cls.from_attributes(ctx.trace_id, ctx.span_id, span.attributes or {},
+                                   span.start_time, span.end_time)
+
+
+@dataclass(frozen=True)
+class RebuiltLink:
+    consumer_trace_id: Any
+    consumer_span_id: Any
+    producer_trace_id: Any
+    producer_span_id: Any
+    link_type: str
+    source_kind: str
+    document_id: Optional[str]
+    rank: Optional[int]
+    score: Optional[float]
+    coverage: float
+
+    def attributes(self) -> dict:
+        """The link attributes the in-process registry would have written."""
+        out = {
+            sc.GEN_AI_ATTRIBUTION_LINK_TYPE: self.link_type,
+            sc.LINK_SOURCE_KIND: self.source_kind,
+            sc.LINK_COVERAGE: round(self.coverage, 3),
+        }
+        if self.document_id is not None:
+            out[sc.LINK_DOCUMENT_ID] = self.document_id
+        if self.rank is not None:
+            out[sc.LINK_RANK] = self.rank
+        if self.score is not None:
+            out[sc.LINK_SCORE] = self.score
+        return out
+
+
+def rebuild_links(
+    spans: Iterable[SpanDigests], *, min_coverage: float = 0.5, scope: str = "trace"
+) -> List[RebuiltLink]:
+    """Rebuild causal links from span digests (a pure function; no registry involved).
+
+    ``scope="trace"`` links only within a trace (the default, as in-process);
+    ``"process"`` across all the given spans. Cost: linear in the digests, through an
+    index from key to produced outputs. Self-links are never made.
+    """
+    spans = list(spans)
+    index: Dict[Tuple[Any, int, int], List[Tuple[SpanDigests, ProducedOutput]]] = {}
+    for span in spans:
+        k, outputs = parse_produced(span.produced)
+        if k is None:
+            continue
+        scope_key = span.trace_id if scope == "trace" else None
+        for output in outputs:
+            for key in output.keys:
+                index.setdefault((scope_key, k, key), []).append((span, output))
+
+    links: List[RebuiltLink] = []
+    for consumer in spans:
+        k, n, sketch, wholes = parse_consumed(consumer.consumed)
+        if k is None:
+            continue
+        scope_key = consumer.trace_id if scope == "trace" else None
+        complete = n <= len(sketch)
+        ceiling = MASK if complete or not sketch else sketch[-1]
+        present = set(sketch)
+        whole_set = set(wholes)
+        seen: set = set()
+        for key in (*wholes, *sketch):
+            for producer, output in index.get((scope_key, k, key), ()):
+                ident = (id(producer), id(output))
+                if ident in seen:
+                    continue
+                seen.add(ident)
+                if producer is consumer or (producer.trace_id == consumer.trace_id
+                                            and producer.span_id == consumer.span_id):
+                    continue
+                if (producer.end_time is not None and consumer.start_time is not None
+                        and producer.end_time > consumer.start_time):
+                    continue
+                if len(output.keys) == 1 and output.words < k:
+                    coverage = 1.0 if (output.keys[0] in whole_set or output.keys[0] in present) else 0.0
+                else:
+                    comparable = [key_ for key_ in output.keys if key_ <= ceiling]
+                    if not comparable:
+                        continue
+                    coverage = sum(1 for key_ in comparable if key_ in present) / len(comparable)
+                if coverage < min_coverage:
+                    continue
+                links.append(RebuiltLink(
+                    consumer.trace_id, consumer.span_id, producer.trace_id, producer.span_id,
+                    LINK_TYPES.get(output.kind, sc.LINK_CAUSED_BY_STEP), output.kind,
+                    output.document_id, output.rank, output.score, coverage,
+                ))
+    return links

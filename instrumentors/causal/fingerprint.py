@@ -1,0 +1,219 @@
+"""Text fingerprints: normalised words, k-word shingles, 64-bit keys. No text is kept.
+
+Why shingles and not substring search: prompt templates re-flow whitespace, number and
+quote the documents they paste, and context assemblers truncate them. A document is
+recognised in a prompt when enough of its k-word windows ("shingles") appear there; the
+fraction found is the *coverage*. Looking shingles up in a hash table costs the same
+whether 10 or 100,000 outputs are registered.
+
+Normalisation (the same on both sides, so it never has to be exact):
+
+* NFKC for non-ASCII text; lower-case;
+* JSON/escape sequences (``\\n``, ``\\t``, ``\\"``, ``\\uXXXX``) read as what they mean,
+  so a document inside a JSON-encoded payload still matches;
+* list markers and citation numbers (``1.``, ``2)``, ``[3]``, ``(4)``) dropped: templates add them;
+* every run of non-word characters (punctuation, quotes, ``>``, bullets, newlines) is one
+  separator; words are runs of letters/digits.
+
+Keys: each word becomes an integer (its UTF-8 bytes, little-endian), and a shingle's key is
+CPython's hash of the tuple of those integers, read as unsigned 64 bits. Integer and tuple
+hashing are not randomised per process (only str/bytes are), so keys are identical across
+processes and runs: that is what lets a backend rebuild links from span digests
+(:mod:`.digests`). :func:`tuple_key` re-implements the same function in Python and is used
+if the interpreter's hash ever differs (checked at import), so the keys never change.
+
+Short texts (fewer than ``k`` words: a one-line rewritten query, a tool argument) get a
+single key: the same tuple hash over all their words. Consumers look such keys up as
+whole inputs and, for 3+ words, as n-grams inside longer inputs (see :mod:`.registry`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+import unicodedata
+from typing import Iterable, List, Optional, Sequence, Tuple
+
+MASK = (1 << 64) - 1
+
+#: characters of one input we fingerprint at most (cost is linear; this bounds it).
+MAX_INPUT_CHARS = 1_000_000
+#: outputs with more distinct shingles keep a deterministic sample of at most this many.
+MAX_KEYS_PER_SOURCE = 256
+#: shortest n-gram (in words) a short output is searched for inside a longer input.
+MIN_EMBEDDED_WORDS = 3
+
+# A run of separators, optionally followed by list markers / citation numbers ("1.",
+# "2)", "[3]", "(4)": 1-3 digits then . ) or ] not followed by a word character) and
+# more separators. One regex pass does both jobs.
+_SEPARATORS = re.compile(r"[\W_]+(?:\d{1,3}[.)\]](?![^\W_])[\W_]*)*")
+_ESCAPES = re.compile(r"\\(?:u([0-9a-fA-F]{4})|[nrtbf\"'\\/])")
+_from_bytes = int.from_bytes
+_LITTLE = itertools.repeat("little")
+
+
+def _unescape(match: "re.Match[str]") -> str:
+    code = match.group(1)
+    return chr(int(code, 16)) if code else " "
+
+
+def normalise(text: str) -> str:
+    """Normalised form of ``text``: lower-case words separated by single spaces.
+
+    Public for tests and for users who want to check why two texts (do not) match.
+    """
+    if len(text) > MAX_INPUT_CHARS:
+        text = text[:MAX_INPUT_CHARS]
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+        lowered = text.casefold()
+    else:
+        lowered = text.lower()
+    if "\\" in lowered:
+        lowered = _ESCAPES.sub(_unescape, lowered)
+    return _SEPARATORS.sub(" ", " " + lowered).strip()
+
+
+def word_ids(text: str) -> List[int]:
+    """The normalised words of ``text`` as integers (their UTF-8 bytes, little-endian)."""
+    return list(map(_from_bytes, normalise(text).encode("utf-8").split(), _LITTLE))
+
+
+# --- the key function -----------------------------------------------------------------
+# CPython >= 3.8 (64-bit) hashes a tuple with an xxHash-style mix of its items' hashes,
+# and a non-negative int to ``value mod (2**61 - 1)``. Neither is salted per process.
+_MODULUS = (1 << 61) - 1
+_XX1 = 11400714785074694791
+_XX2 = 14029467366897019727
+_XX5 = 2870177450012600261
+
+
+def _py_tuple_key(ids: Sequence[int]) -> int:
+    """Portable re-implementation of ``hash(tuple(ids)) & MASK`` for non-negative ints."""
+    acc = _XX5
+    for value in ids:
+        acc = (acc + (value % _MODULUS) * _XX2) & MASK
+        acc = ((acc << 31) | (acc >> 33)) & MASK
+        acc = (acc * _XX1) & MASK
+    acc = (acc + (len(ids) ^ (_XX5 ^ 3527539))) & MASK
+    return 1546275796 if acc == MASK else acc
+
+
+def _builtin_matches() -> bool:
+    samples = [(1, 2, 3), (0,), (2 ** 62 + 12345, 7, 2 ** 200 + 1), tuple(range(40, 45))]
+    try:
+        return all((hash(s) & MASK) == _py_tuple_key(s) for s in samples)
+    except Exception:  # noqa: BLE001
+        return False
+
+
+FAST_KEYS = _builtin_matches()
+
+
+def tuple_key(ids: Sequence[int]) -> int:
+    """Key of a word-id sequence (a shingle, an n-gram or a whole short text)."""
+    if FAST_KEYS:
+        return hash(tuple(ids)) & MASK
+    return _py_tuple_key(ids)
+
+
+def ngram_keys(ids: Sequence[int], n: int) -> Iterable[int]:
+    """Keys of every ``n``-word window of ``ids`` (nothing if there are fewer words)."""
+    if n <= 0 or len(ids) < n:
+        return ()
+    windows = zip(*[ids[i:] for i in range(n)]) if n > 1 else zip(ids)
+    if FAST_KEYS:
+        return map(MASK.__and__, map(hash, windows))
+    return map(_py_tuple_key, windows)
+
+
+# --- producers ------------------------------------------------------------------------
+
+
+class Fingerprint:
+    """Keys of one output. ``short`` outputs (fewer than k words) have one whole-text key."""
+
+    __slots__ = ("keys", "words", "short")
+
+    def __init__(self, keys: frozenset, words: int, short: bool) -> None:
+        self.keys = keys
+        self.words = words
+        self.short = short
+
+
+def fingerprint(text: str, k: int) -> Optional[Fingerprint]:
+    """Fingerprint of a produced output, or None for text without any word."""
+    ids = word_ids(text)
+    if not ids:
+        return None
+    if len(ids) < k:
+        return Fingerprint(frozenset((tuple_key(ids),)), len(ids), True)
+    return Fingerprint(frozenset(ngram_keys(ids, k)), len(ids), False)
+
+
+def sample(keys: frozenset, limit: int = MAX_KEYS_PER_SOURCE) -> Tuple[Tuple[int, ...], int]:
+    """Keys an output keeps in the registry, and the threshold they were sampled under.
+
+    Up to ``limit`` keys are all kept (threshold 2**64). Beyond that we keep the keys below
+    the largest power of two that leaves at most ``limit``: a *content-defined* sample, so a
+    shingle shared by two outputs is kept by both or by neither (when their thresholds are
+    equal; see ``decidable`` in :mod:`.linking`) and coverage stays an unbiased estimate.
+    """
+    ordered = sorted(keys)
+    if len(ordered) <= limit:
+        return tuple(ordered), 1 << 64
+    threshold = 1 << (ordered[limit].bit_length() - 1)
+    return tuple(ordered[: bisect.bisect_left(ordered, threshold)]), threshold
+
+
+# --- consumers ------------------------------------------------------------------------
+
+
+class InputKeys:
+    """Keys of a consumer's inputs.
+
+    ``shingles``: the k-shingle keys (what the ``consumed`` digest samples); ``wholes``:
+    the whole-text key of each input shorter than k words; ``all``: everything to look
+    up, i.e. both plus the n-grams for short outputs currently registered.
+    """
+
+    __slots__ = ("shingles", "wholes", "all")
+
+    def __init__(self, shingles: set, wholes: List[int], all_keys: set) -> None:
+        self.shingles = shingles
+        self.wholes = wholes
+        self.all = all_keys
+
+
+def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) -> InputKeys:
+    """Every key an input can match: its k-shingles, the whole-text key of each input
+    shorter than k words, and its n-grams for the short output lengths currently
+    registered (``short_lengths``; only n >= :data:`MIN_EMBEDDED_WORDS` is searched
+    inside longer inputs: one or two words would match too much).
+
+    Cost is linear in the input (one extra pass per distinct short length).
+    """
+    shingles: set = set()
+    wholes: List[int] = []
+    extra: set = set()
+    lengths = [n for n in set(short_lengths) if MIN_EMBEDDED_WORDS <= n < k]
+    for text in texts:
+        ids = word_ids(text)
+        if not ids:
+            continue
+        if len(ids) < k:
+            wholes.append(tuple_key(ids))
+        else:
+            shingles.update(ngram_keys(ids, k))
+        for n in lengths:
+            if n < len(ids):
+                extra.update(ngram_keys(ids, n))
+    all_keys = shingles.union(wholes)
+    if extra:
+        all_keys |= extra
+    return InputKeys(shingles, wholes, all_keys)
+
+
+def hex_key(key: int) -> str:
+    return format(key, "016x")
