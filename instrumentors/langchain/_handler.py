@@ -1,0 +1,417 @@
+"""The callback handler: one span per LangChain run, parented exactly like the run tree.
+
+Why a callback handler: LangChain already reports every run (chains, runnables,
+prompts, parsers, chat models, LLMs, retrievers, tools) with its ``run_id`` and
+``parent_run_id`` through callbacks, in sync, async, batch (thread pool) and
+streaming alike. Spans are started with an *explicit* parent looked up from
+``parent_run_id`` (a root run takes the caller's current span), so the tree is right
+whatever thread or task a callback runs in, and no callback ever attaches a context.
+
+One handler object exists per process (``HANDLER``); the configure hook adds it to
+every callback manager by identity, so copies and merges of managers never hold two.
+``uninstrument()`` deactivates it (a manager kept by the user from before becomes a
+no-op) and removes the hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Optional
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+
+from .. import _content
+from .. import _semconv as sc
+from .. import causal
+from .._metrics import GenAIMetrics
+from .._spans import (
+    end_span,
+    fail_open,
+    report_internal_error,
+    set_attributes,
+    start_span,
+    usage_attributes,
+)
+from . import _readers as readers
+from . import _retrieval as retrieval
+from ._context import KIND_LLM, KIND_RETRIEVER, claim_pending
+
+_log = logging.getLogger("instrumentors")
+
+#: Runs kept at most while waiting for their end callback. A run whose end never comes
+#: (a generator never iterated to its end and never collected, a crashed handler
+#: chain) is evicted oldest-first and its span ended, so the map cannot grow forever.
+MAX_OPEN_RUNS = 10_000
+
+RUN_CHAIN = "chain"
+RUN_LLM = "llm"
+RUN_RETRIEVER = "retriever"
+RUN_TOOL = "tool"
+
+
+class Run:
+    """What the handler keeps between a run's start and end callbacks."""
+
+    __slots__ = ("span", "kind", "start", "frames", "stream", "chunks", "first_chunk", "metric_attrs",
+                 "collector", "deferred_inputs")
+
+    def __init__(self, span: Span, kind: str) -> None:
+        self.span = span
+        self.kind = kind
+        self.start = time.monotonic()
+        self.frames: list = []  # LLMFrames the model call ran under (child usage flags)
+        self.stream = False
+        self.chunks = 0
+        self.first_chunk: Optional[float] = None
+        self.metric_attrs: Optional[dict] = None
+        self.collector: Any = None
+        self.deferred_inputs = False
+
+
+def _guard(fn):
+    """Handler methods never raise into LangChain (it would log a warning per call)."""
+
+    name = f"langchain.{fn.__name__}"
+
+    def inner(self, *args: Any, **kwargs: Any) -> None:
+        if not self.active:
+            return None
+        try:
+            fn(self, *args, **kwargs)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error(name, exc)
+        return None
+
+    inner.__name__ = fn.__name__
+    inner.__doc__ = fn.__doc__
+    return inner
+
+
+class OTelCallbackHandler(BaseCallbackHandler):
+    """Turns LangChain runs into OpenTelemetry spans (see module docstring)."""
+
+    # Called inline by async managers too: no executor hop, same task context.
+    run_inline = True
+    raise_error = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = False
+        self.tracer: trace.Tracer = trace.get_tracer(__name__)
+        self.metrics = GenAIMetrics(None)
+        self._runs: dict = {}
+        self._lock = threading.Lock()
+        self.max_open_runs = MAX_OPEN_RUNS
+
+    def __repr__(self) -> str:
+        return "OTelCallbackHandler()"
+
+    # lifecycle ---------------------------------------------------------------------------
+    def activate(self, tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
+        self.tracer = tracer
+        self.metrics = metrics
+        self.active = True
+
+    def deactivate(self) -> None:
+        """Stop tracing; end the spans of runs still open so nothing leaks."""
+        self.active = False
+        with self._lock:
+            runs = list(self._runs.values())
+            self._runs.clear()
+        for run in runs:
+            end_span(run.span)
+
+    # run map -----------------------------------------------------------------------------
+    @property
+    def open_runs(self) -> int:
+        return len(self._runs)
+
+    def get_run(self, run_id: Any) -> Optional[Run]:
+        return self._runs.get(run_id) if run_id is not None else None
+
+    def _put(self, run_id: UUID, run: Run) -> None:
+        evicted = []
+        with self._lock:
+            self._runs[run_id] = run
+            while len(self._runs) > self.max_open_runs:
+                oldest = next(iter(self._runs))
+                evicted.append(self._runs.pop(oldest))
+        if evicted:
+            report_internal_error("langchain.run_map_full", RuntimeError(
+                f"{len(evicted)} LangChain run(s) never ended; their spans were ended early"))
+            for old in evicted:
+                end_span(old.span)
+
+    def _pop(self, run_id: UUID) -> Optional[Run]:
+        with self._lock:
+            return self._runs.pop(run_id, None)
+
+    def _parent(self, parent_run_id: Optional[UUID]) -> Optional[otel_context.Context]:
+        """The parent run's span (explicit), else None: the caller's current context."""
+        if parent_run_id is not None:
+            parent = self._runs.get(parent_run_id)
+            if parent is not None:
+                return trace.set_span_in_context(parent.span)
+        return None
+
+    # chains, runnables, prompts, parsers --------------------------------------------------
+    @_guard
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None,
+                       tags: Any = None, metadata: Any = None, **kwargs: Any) -> None:
+        name = kwargs.get("name") or readers.class_name(serialized) or "chain"
+        run_type = kwargs.get("run_type")
+        kind = sc.KIND_PROMPT if run_type == "prompt" else sc.KIND_PARSER if run_type == "parser" else sc.KIND_WORKFLOW
+        attrs = {sc.SPAN_KIND: kind, sc.LIBRARY: "langchain", sc.COMPONENT: name}
+        if kind == sc.KIND_PROMPT and serialized:
+            attrs.update(readers.prompt_template_attributes(serialized))
+        deferred = bool(kwargs.get("defers_inputs")) or inputs == {"input": ""}
+        if not deferred and _content.capture_enabled():
+            attrs[sc.INPUT_VALUE] = _content.json_value(readers.to_jsonable(inputs))
+        span = start_span(self.tracer, str(name), attributes=attrs, parent=self._parent(parent_run_id))
+        run = Run(span, RUN_CHAIN)
+        run.deferred_inputs = deferred
+        self._put(run_id, run)
+
+    @_guard
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is None:
+            return
+        with fail_open("langchain.chain_end"):
+            if _content.capture_enabled():
+                inputs = kwargs.get("inputs")
+                if run.deferred_inputs and inputs is not None:
+                    run.span.set_attribute(sc.INPUT_VALUE, _content.json_value(readers.to_jsonable(inputs)) or "")
+                value = _content.json_value(readers.to_jsonable(outputs))
+                if value is not None:
+                    run.span.set_attribute(sc.OUTPUT_VALUE, value)
+        end_span(run.span)
+
+    @_guard
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is not None:
+            end_span(run.span, None if isinstance(error, GeneratorExit) else error)
+
+    # chat models and LLMs -------------------------------------------------------------------
+    @_guard
+    def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
+                            parent_run_id: Optional[UUID] = None, tags: Any = None, metadata: Any = None,
+                            **kwargs: Any) -> None:
+        message_list = list(messages[0]) if messages else []
+        self._start_llm(sc.OP_CHAT, serialized, message_list, None, run_id, parent_run_id, metadata, kwargs)
+
+    @_guard
+    def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None,
+                     tags: Any = None, metadata: Any = None, **kwargs: Any) -> None:
+        self._start_llm(sc.OP_TEXT_COMPLETION, serialized, None, list(prompts or ()), run_id, parent_run_id,
+                        metadata, kwargs)
+
+    def _start_llm(self, operation: str, serialized: Any, messages: Optional[list], prompts: Optional[list],
+                   run_id: UUID, parent_run_id: Optional[UUID], metadata: Any, kwargs: dict) -> None:
+        params = kwargs.get("invocation_params") or {}
+        options = kwargs.get("options") or {}
+        cls = readers.class_name(serialized)
+        pending = claim_pending(KIND_LLM)
+        attrs = readers.request_attributes(params, options, metadata)
+        attrs.update({
+            sc.GEN_AI_OPERATION_NAME: operation,
+            sc.GEN_AI_PROVIDER_NAME: readers.provider_name(cls, metadata),
+            sc.SPAN_KIND: sc.KIND_LLM,
+            sc.LIBRARY: "langchain",
+            sc.COMPONENT: cls,
+        })
+        stream = bool(pending is not None and pending.info.get("stream"))
+        if stream:
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
+        if messages is not None:
+            texts = readers.message_texts(messages)
+            if _content.capture_enabled():
+                attrs[sc.GEN_AI_INPUT_MESSAGES] = _content.json_value([readers.message_json(m) for m in messages])
+        else:
+            texts = [p for p in prompts or () if isinstance(p, str) and p]
+            if _content.capture_enabled():
+                attrs[sc.GEN_AI_INPUT_MESSAGES] = _content.json_value(
+                    [{"role": "user", "parts": [{"type": "text", "content": p}]} for p in texts])
+        parent = self._parent(parent_run_id)
+        links = None
+        if texts:
+            with fail_open("langchain.llm.consume"):
+                consumption = causal.consume(texts, parent)
+                if consumption is not None:
+                    links = consumption.links
+                    attrs.update(consumption.attributes)
+        model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
+        name = f"{operation} {model}" if model else operation
+        span = start_span(self.tracer, name, kind=SpanKind.CLIENT, attributes=attrs, links=links, parent=parent)
+        run = Run(span, RUN_LLM)
+        run.stream = stream
+        run.metric_attrs = {k: attrs.get(k) for k in (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME,
+                                                       sc.GEN_AI_REQUEST_MODEL)}
+        if pending is not None:
+            pending.span = span
+            if pending.frame is not None:
+                run.frames.append(pending.frame)
+        self._put(run_id, run)
+
+    @_guard
+    def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        if run.first_chunk is None:
+            run.first_chunk = time.monotonic()
+            run.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, run.first_chunk - run.start)
+        run.chunks += 1
+
+    @_guard
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is not None:
+            self._finish_llm(run, response, None)
+
+    @_guard
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is not None:
+            self._finish_llm(run, kwargs.get("response"), error)
+
+    def _finish_llm(self, run: Run, response: Any, error: Optional[BaseException]) -> None:
+        span = run.span
+        closed = isinstance(error, GeneratorExit)
+        child_usage = next((f for f in run.frames if f.child_reported_usage), None)
+        input_tokens = output_tokens = response_model = None
+        with fail_open("langchain.llm_end"):
+            if response is not None:
+                outcome = readers.read_llm_result(response)
+                input_tokens, output_tokens = outcome.input_tokens, outcome.output_tokens
+                response_model = outcome.attributes.get(sc.GEN_AI_RESPONSE_MODEL)
+                attrs = dict(outcome.attributes)
+                if input_tokens is not None or output_tokens is not None:
+                    attrs.update(usage_attributes(child_usage, input_tokens, output_tokens))
+                    if child_usage is None:
+                        attrs.update(outcome.extra_usage)
+                if _content.capture_enabled() and outcome.output_messages:
+                    attrs[sc.GEN_AI_OUTPUT_MESSAGES] = _content.json_value(outcome.output_messages)
+                set_attributes(span, attrs)
+                produced = [causal.Produced(text=t, kind="generation") for t in outcome.generations]
+                produced += [causal.Produced(text=t, kind="tool_call") for t in outcome.tool_calls]
+                if produced:
+                    with fail_open("langchain.llm.produce"):
+                        causal.produce(span, produced)
+            if run.stream:
+                span.set_attribute(sc.STREAM_CHUNK_COUNT, run.chunks)
+                span.set_attribute(sc.STREAM_ENDED_BY,
+                                   "exhausted" if error is None else "closed" if closed else "error")
+            if self.metrics.enabled and child_usage is None and run.metric_attrs is not None:
+                mattrs = dict(run.metric_attrs)
+                mattrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
+                if error is not None and not closed:
+                    mattrs[sc.ERROR_TYPE] = type(error).__qualname__
+                self.metrics.record(time.monotonic() - run.start, mattrs, input_tokens, output_tokens)
+        end_span(span, None if error is None or closed else error)
+
+    # retrievers -----------------------------------------------------------------------------
+    @_guard
+    def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID,
+                           parent_run_id: Optional[UUID] = None, tags: Any = None, metadata: Any = None,
+                           **kwargs: Any) -> None:
+        pending = claim_pending(KIND_RETRIEVER)
+        info = pending.info if pending is not None else {}
+        component = kwargs.get("name") or readers.class_name(serialized) or "retriever"
+        data_source = (info.get("data_source") or (metadata or {}).get("ls_vector_store_provider") or component)
+        span = retrieval.start_retrieval(self.tracer, str(data_source), str(component), query, info.get("top_k"),
+                                         parent=self._parent(parent_run_id))
+        run = Run(span, RUN_RETRIEVER)
+        if pending is not None:
+            pending.span = span
+            run.collector = info.get("collector")
+        self._put(run_id, run)
+
+    @_guard
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is None:
+            return
+        docs = list(documents or ())
+        scores, order = retrieval.scores_for(docs, run.collector)
+        run.collector = None
+        retrieval.finish_retrieval(run.span, docs, scores, order)
+
+    @_guard
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is not None:
+            end_span(run.span, error)
+
+    # tools ------------------------------------------------------------------------------------
+    @_guard
+    def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None,
+                      tags: Any = None, metadata: Any = None, inputs: Any = None, **kwargs: Any) -> None:
+        serialized = serialized if isinstance(serialized, dict) else {}
+        name = serialized.get("name") or kwargs.get("name") or "tool"
+        description = serialized.get("description")
+        call_id = kwargs.get("tool_call_id")
+        args_text = input_str if isinstance(input_str, str) else _content.dumps(inputs)
+        attrs = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_EXECUTE_TOOL,
+            sc.GEN_AI_TOOL_NAME: str(name),
+            sc.GEN_AI_TOOL_TYPE: "function",
+            sc.GEN_AI_TOOL_DESCRIPTION: description if isinstance(description, str) and description else None,
+            sc.GEN_AI_TOOL_CALL_ID: call_id if isinstance(call_id, str) else None,
+            sc.SPAN_KIND: sc.KIND_TOOL,
+            sc.LIBRARY: "langchain",
+            sc.COMPONENT: str(name),
+        }
+        if _content.capture_enabled():
+            attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = (_content.json_value(inputs) if isinstance(inputs, dict)
+                                                    else _content.text(args_text))
+        parent = self._parent(parent_run_id)
+        links = None
+        if args_text:
+            with fail_open("langchain.tool.consume"):
+                consumption = causal.consume([args_text], parent)
+                if consumption is not None:
+                    links = consumption.links
+                    attrs.update(consumption.attributes)
+        span = start_span(self.tracer, f"{sc.OP_EXECUTE_TOOL} {name}", attributes=attrs, links=links, parent=parent)
+        self._put(run_id, Run(span, RUN_TOOL))
+
+    @_guard
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is None:
+            return
+        with fail_open("langchain.tool_end"):
+            text = readers.result_text(output)
+            if _content.capture_enabled():
+                run.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _content.text(text) or "")
+            if text:
+                with fail_open("langchain.tool.produce"):
+                    causal.produce(run.span, [causal.Produced(text=text, kind="tool_result")])
+        end_span(run.span)
+
+    @_guard
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        run = self._pop(run_id)
+        if run is not None:
+            end_span(run.span, error)
+
+
+HANDLER = OTelCallbackHandler()
+
+
+def span_for_config(config: Any) -> Optional[Span]:
+    """The span of the run whose child config this is (``callbacks.parent_run_id``)."""
+    if not HANDLER.active or not isinstance(config, dict):
+        return None
+    callbacks = config.get("callbacks")
+    run = HANDLER.get_run(getattr(callbacks, "parent_run_id", None))
+    return run.span if run is not None else None
+

@@ -1,0 +1,584 @@
+"""Everything the LangChain instrumentor changes in LangChain, and how it undoes it.
+
+* The callback handler is added to every callback manager through LangChain's own
+  configure-hook list (``langchain_core.tracers.context._configure_hooks``): LangChain
+  adds a hook's handler to a manager only if that very object is not there yet, so
+  copied, merged and child managers never hold it twice.
+* ``set_config_context`` (every LCEL step and tool), ``BaseChatModel._generate_with_cache``,
+  ``BaseLLM._generate_helper``, ``stream``/``astream`` and ``BaseRetriever.invoke`` make
+  the run's span current while the run's own code runs (see ``_context``).
+* Vector stores and embeddings are not runs (no callbacks): their query/embed methods
+  are wrapped on every subclass that defines them, existing ones at instrument time
+  and new ones through ``__init_subclass__`` on the base class.
+
+Every wrapper fails open and is a pass-through while the handler is inactive.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+import threading
+import weakref
+from typing import Any, Callable, Optional
+
+import wrapt
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from .. import _semconv as sc
+from .._metrics import GenAIMetrics
+from .._spans import (
+    attached,
+    context_with_llm_frame,
+    current_llm_frame,
+    end_span,
+    fail_open,
+    report_internal_error,
+    set_attributes,
+    start_span,
+)
+from . import _readers as readers
+from . import _retrieval as retrieval
+from ._context import (
+    KIND_LLM,
+    KIND_RETRIEVER,
+    PendingAsyncStream,
+    PendingStream,
+    SpanInConfigContext,
+    pending_context,
+)
+from ._handler import HANDLER, span_for_config
+
+EMBEDDING_KEY = otel_context.create_key("instrumentors.langchain.embedding")
+
+
+class LCWrapper(wrapt.FunctionWrapper):
+    """Marks our wrappers so we never wrap twice and only ever unwrap our own."""
+
+
+# ---------------------------------------------------------------------------------------
+# Callback handler injection
+# ---------------------------------------------------------------------------------------
+
+
+class _HandlerVar:
+    """Duck-typed ContextVar for LangChain's configure hooks: ``get()`` is our handler
+    while instrumented. A real ContextVar would not be visible in threads started
+    without a copied context; this is."""
+
+    def get(self, default: Any = None) -> Any:
+        return HANDLER if HANDLER.active else None
+
+
+_HANDLER_VAR = _HandlerVar()
+
+
+def _install_hook() -> None:
+    from langchain_core.tracers.context import _configure_hooks
+
+    if not any(hook[0] is _HANDLER_VAR for hook in _configure_hooks):
+        _configure_hooks.append((_HANDLER_VAR, True, None, None))
+
+
+def _remove_hook() -> None:
+    from langchain_core.tracers.context import _configure_hooks
+
+    _configure_hooks[:] = [hook for hook in _configure_hooks if hook[0] is not _HANDLER_VAR]
+
+
+# ---------------------------------------------------------------------------------------
+# Wrappers that make a run's span current
+# ---------------------------------------------------------------------------------------
+
+
+def _set_config_context_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    cm = wrapped(*args, **kwargs)
+    try:
+        span = span_for_config(args[0] if args else kwargs.get("config"))
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.set_config_context", exc)
+        return cm
+    return cm if span is None else SpanInConfigContext(cm, span)
+
+
+def _llm_context(run_manager: Any) -> Optional[otel_context.Context]:
+    """The context to run a model call in: its LLM span current, with an LLM frame."""
+    try:
+        run = HANDLER.get_run(getattr(run_manager, "run_id", None)) if HANDLER.active else None
+        if run is None:
+            return None
+        ctx = context_with_llm_frame(run.span)
+        frame = current_llm_frame(ctx)
+        if frame is not None:
+            run.frames.append(frame)
+        return ctx
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.llm_context", exc)
+        return None
+
+
+def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else None
+
+
+def _generate_with_cache(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _llm_context(_arg(args, kwargs, 2, "run_manager"))
+    if ctx is None:
+        return wrapped(*args, **kwargs)
+    with attached(ctx):
+        return wrapped(*args, **kwargs)
+
+
+async def _agenerate_with_cache(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _llm_context(_arg(args, kwargs, 2, "run_manager"))
+    if ctx is None:
+        return await wrapped(*args, **kwargs)
+    with attached(ctx):
+        return await wrapped(*args, **kwargs)
+
+
+def _first(managers: Any) -> Any:
+    return managers[0] if isinstance(managers, (list, tuple)) and managers else None
+
+
+def _generate_helper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _llm_context(_first(_arg(args, kwargs, 2, "run_managers")))
+    if ctx is None:
+        return wrapped(*args, **kwargs)
+    with attached(ctx):
+        return wrapped(*args, **kwargs)
+
+
+async def _agenerate_helper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _llm_context(_first(_arg(args, kwargs, 2, "run_managers")))
+    if ctx is None:
+        return await wrapped(*args, **kwargs)
+    with attached(ctx):
+        return await wrapped(*args, **kwargs)
+
+
+def _stream(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    result = wrapped(*args, **kwargs)
+    if not HANDLER.active:
+        return result
+    return PendingStream(result, KIND_LLM, stream=True)
+
+
+def _astream(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    result = wrapped(*args, **kwargs)
+    if not HANDLER.active:
+        return result
+    return PendingAsyncStream(result, KIND_LLM, stream=True)
+
+
+def _top_k(retriever: Any, call_kwargs: dict) -> Optional[int]:
+    search_kwargs = getattr(retriever, "search_kwargs", None)
+    if isinstance(search_kwargs, dict):
+        k = {**search_kwargs, **call_kwargs}.get("k", 4 if hasattr(retriever, "vectorstore") else None)
+    else:
+        k = call_kwargs.get("k", getattr(retriever, "k", getattr(retriever, "top_k", None)))
+    return k if isinstance(k, int) and not isinstance(k, bool) else None
+
+
+def _retriever_context(retriever: Any, kwargs: dict) -> Optional[otel_context.Context]:
+    if not HANDLER.active:
+        return None
+    try:
+        store = getattr(retriever, "vectorstore", None)
+        if store is not None:
+            VECTOR_STORES.ensure(type(store))
+        collector = retrieval.Collector()
+        _, ctx = pending_context(
+            KIND_RETRIEVER,
+            data_source=type(store).__name__ if store is not None else type(retriever).__name__,
+            top_k=_top_k(retriever, kwargs),
+            collector=collector,
+            context_values=((retrieval.COLLECTOR_KEY, collector),),
+        )
+        return ctx
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.retriever_context", exc)
+        return None
+
+
+def _retriever_invoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _retriever_context(instance, kwargs)
+    if ctx is None:
+        return wrapped(*args, **kwargs)
+    with attached(ctx):
+        return wrapped(*args, **kwargs)
+
+
+async def _retriever_ainvoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _retriever_context(instance, kwargs)
+    if ctx is None:
+        return await wrapped(*args, **kwargs)
+    with attached(ctx):
+        return await wrapped(*args, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------
+# Vector stores used directly
+# ---------------------------------------------------------------------------------------
+
+RAW = "raw"
+RELEVANCE = "relevance"
+
+# method -> (returns scores?, starts a span when called directly?)
+_VECTOR_STORE_METHODS = {
+    "similarity_search": (None, True),
+    "similarity_search_with_score": (RAW, True),
+    "similarity_search_with_relevance_scores": (RELEVANCE, True),
+    "max_marginal_relevance_search": (None, True),
+    "asimilarity_search": (None, True),
+    "asimilarity_search_with_score": (RAW, True),
+    "asimilarity_search_with_relevance_scores": (RELEVANCE, True),
+    "amax_marginal_relevance_search": (None, True),
+    # internal methods where scores are computed (capture only)
+    "similarity_search_with_score_by_vector": (RAW, False),
+    "_similarity_search_with_score_by_vector": (RAW, False),
+    "_similarity_search_with_relevance_scores": (RELEVANCE, False),
+    "_asimilarity_search_with_relevance_scores": (RELEVANCE, False),
+}
+
+
+def _score_order(scored: Optional[str], store: Any) -> Optional[str]:
+    if scored == RELEVANCE:
+        return retrieval.HIGHER
+    return retrieval.raw_score_order(store)
+
+
+def _start_vector_search(store: Any, args: tuple, kwargs: dict) -> tuple:
+    try:
+        query = _arg(args, kwargs, 0, "query")
+        k = _arg(args, kwargs, 1, "k")
+        if k is None:
+            k = 4  # every VectorStore search method's default
+        name = type(store).__name__
+        span = retrieval.start_retrieval(HANDLER.tracer, name, name, query, k)
+        collector = retrieval.Collector()
+        ctx = otel_context.set_value(retrieval.COLLECTOR_KEY, collector, trace.set_span_in_context(span))
+        return span, ctx, collector
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.vector_store.start", exc)
+        return None, None, None
+
+
+def _finish_vector_search(span: Any, result: Any, scored: Optional[str], store: Any, collector: Any) -> None:
+    with fail_open("langchain.vector_store.finish"):
+        if scored:
+            docs, scores = retrieval.split_scored(result)
+            order = _score_order(scored, store)
+        else:
+            docs = list(result or ())
+            scores, order = retrieval.scores_for(docs, collector)
+        retrieval.finish_retrieval(span, docs, scores, order)
+        return
+    end_span(span)
+
+
+def _capture(result: Any, scored: Optional[str], store: Any, collector: Any) -> None:
+    if collector is not None and scored:
+        with fail_open("langchain.vector_store.capture"):
+            collector.add(result, _score_order(scored, store))
+
+
+def _vector_store_wrapper(scored: Optional[str], makes_span: bool, is_async: bool) -> Callable:
+    if is_async:
+        async def async_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+            if not HANDLER.active:
+                return await wrapped(*args, **kwargs)
+            collector = otel_context.get_value(retrieval.COLLECTOR_KEY)
+            if collector is not None or not makes_span:
+                result = await wrapped(*args, **kwargs)
+                _capture(result, scored, instance, collector)
+                return result
+            span, ctx, collector = _start_vector_search(instance, args, kwargs)
+            if span is None:
+                return await wrapped(*args, **kwargs)
+            try:
+                with attached(ctx):
+                    result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                end_span(span, exc)
+                raise
+            _finish_vector_search(span, result, scored, instance, collector)
+            return result
+
+        return async_wrapper
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not HANDLER.active:
+            return wrapped(*args, **kwargs)
+        collector = otel_context.get_value(retrieval.COLLECTOR_KEY)
+        if collector is not None or not makes_span:
+            result = wrapped(*args, **kwargs)
+            _capture(result, scored, instance, collector)
+            return result
+        span, ctx, collector = _start_vector_search(instance, args, kwargs)
+        if span is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with attached(ctx):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        _finish_vector_search(span, result, scored, instance, collector)
+        return result
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------
+# Embeddings
+# ---------------------------------------------------------------------------------------
+
+_EMBEDDING_MODEL_ATTRS = ("model", "model_name", "model_id", "deployment", "deployment_name")
+
+
+def _embedding_model(embeddings: Any) -> Optional[str]:
+    for attr in _EMBEDDING_MODEL_ATTRS:
+        value = getattr(embeddings, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def _start_embedding(embeddings: Any) -> tuple:
+    try:
+        cls = type(embeddings)
+        model = _embedding_model(embeddings)
+        attrs = {
+            sc.GEN_AI_OPERATION_NAME: sc.OP_EMBEDDINGS,
+            sc.GEN_AI_PROVIDER_NAME: readers.provider_name(cls.__name__, None, [k.__name__ for k in cls.__mro__]),
+            sc.GEN_AI_REQUEST_MODEL: model,
+            sc.SPAN_KIND: sc.KIND_EMBEDDING,
+            sc.LIBRARY: "langchain",
+            sc.COMPONENT: cls.__name__,
+        }
+        name = f"{sc.OP_EMBEDDINGS} {model}" if model else sc.OP_EMBEDDINGS
+        span = start_span(HANDLER.tracer, name, kind=SpanKind.CLIENT, attributes=attrs)
+        ctx = otel_context.set_value(EMBEDDING_KEY, True, trace.set_span_in_context(span))
+        return span, ctx
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.embeddings.start", exc)
+        return None, None
+
+
+def _finish_embedding(span: Any, result: Any, single: bool) -> None:
+    with fail_open("langchain.embeddings.finish"):
+        vector = result if single else (result[0] if result else None)
+        if isinstance(vector, (list, tuple)):
+            set_attributes(span, {sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: len(vector)})
+    end_span(span)
+
+
+def _embedding_wrapper(single: bool, is_async: bool) -> Callable:
+    if is_async:
+        async def async_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+            if not HANDLER.active or otel_context.get_value(EMBEDDING_KEY):
+                return await wrapped(*args, **kwargs)
+            span, ctx = _start_embedding(instance)
+            if span is None:
+                return await wrapped(*args, **kwargs)
+            try:
+                with attached(ctx):
+                    result = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                end_span(span, exc)
+                raise
+            _finish_embedding(span, result, single)
+            return result
+
+        return async_wrapper
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        if not HANDLER.active or otel_context.get_value(EMBEDDING_KEY):
+            return wrapped(*args, **kwargs)
+        span, ctx = _start_embedding(instance)
+        if span is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with attached(ctx):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            end_span(span, exc)
+            raise
+        _finish_embedding(span, result, single)
+        return result
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------
+# Patch bookkeeping
+# ---------------------------------------------------------------------------------------
+
+
+class ClassPatcher:
+    """Wraps named methods on a base class and every subclass that defines them.
+
+    Existing subclasses are wrapped at install; later ones from ``__init_subclass__``
+    on the base (and lazily through :meth:`ensure`). Classes are held weakly, so
+    classes created and dropped at run time are not kept alive by us.
+    """
+
+    def __init__(self, wrappers: dict) -> None:
+        self.wrappers = wrappers
+        self.records: list = []  # (weakref to class, name, original)
+        self.base: Any = None
+        self._saved_hook: Any = None
+        self._lock = threading.RLock()
+
+    def patch_class(self, cls: type) -> None:
+        with self._lock:
+            for name, wrapper in self.wrappers.items():
+                original = cls.__dict__.get(name)
+                if original is None or isinstance(original, LCWrapper):
+                    continue
+                if not inspect.isfunction(original) or getattr(original, "__isabstractmethod__", False):
+                    continue
+                setattr(cls, name, LCWrapper(original, wrapper))
+                self.records.append((weakref.ref(cls), name, original))
+
+    def ensure(self, cls: type) -> None:
+        """Wrap ``cls`` and its bases below the base class if not done yet."""
+        if self.base is None:
+            return
+        for klass in cls.__mro__:
+            if klass is self.base or not issubclass(klass, self.base):
+                continue
+            self.patch_class(klass)
+
+    def install(self, base: type) -> None:
+        self.base = base
+        seen, stack = set(), [base]
+        while stack:
+            klass = stack.pop()
+            if klass in seen:
+                continue
+            seen.add(klass)
+            self.patch_class(klass)
+            stack.extend(klass.__subclasses__())
+        self._saved_hook = base.__dict__.get("__init_subclass__")
+        patcher = self
+        saved = self._saved_hook
+
+        def __init_subclass__(cls: type, **kw: Any) -> None:  # noqa: N807
+            if saved is not None:
+                saved.__get__(None, cls)(**kw)
+            else:
+                super(base, cls).__init_subclass__(**kw)
+            try:
+                patcher.patch_class(cls)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("langchain.init_subclass", exc)
+
+        __init_subclass__._instrumentors = True  # type: ignore[attr-defined]
+        base.__init_subclass__ = classmethod(__init_subclass__)  # type: ignore[assignment]
+
+    def uninstall(self) -> None:
+        with self._lock:
+            for ref, name, original in reversed(self.records):
+                cls = ref()
+                if cls is not None and isinstance(cls.__dict__.get(name), LCWrapper):
+                    setattr(cls, name, original)
+            self.records.clear()
+            base = self.base
+            if base is not None:
+                current = base.__dict__.get("__init_subclass__")
+                if current is not None and getattr(getattr(current, "__func__", None), "_instrumentors", False):
+                    if self._saved_hook is None:
+                        delattr(base, "__init_subclass__")
+                    else:
+                        base.__init_subclass__ = self._saved_hook  # type: ignore[assignment]
+            self.base = None
+            self._saved_hook = None
+
+
+VECTOR_STORES = ClassPatcher({
+    name: _vector_store_wrapper(scored, span, name.startswith(("a", "_a")))
+    for name, (scored, span) in _VECTOR_STORE_METHODS.items()
+})
+
+EMBEDDINGS = ClassPatcher({
+    "embed_query": _embedding_wrapper(single=True, is_async=False),
+    "embed_documents": _embedding_wrapper(single=False, is_async=False),
+    "aembed_query": _embedding_wrapper(single=True, is_async=True),
+    "aembed_documents": _embedding_wrapper(single=False, is_async=True),
+})
+
+_method_records: list = []  # (owner, name, original)
+_module_records: list = []  # (module, original set_config_context)
+
+
+def _wrap_method(owner: type, name: str, wrapper: Callable) -> None:
+    original = owner.__dict__.get(name)
+    if original is None or isinstance(original, LCWrapper):
+        return
+    setattr(owner, name, LCWrapper(original, wrapper))
+    _method_records.append((owner, name, original))
+
+
+def _patch_set_config_context() -> None:
+    from langchain_core.runnables import config as config_module
+
+    original = config_module.__dict__.get("set_config_context")
+    if original is None:
+        return
+    if isinstance(original, LCWrapper):
+        original = original.__wrapped__
+    wrapper = LCWrapper(original, _set_config_context_wrapper)
+    for name, module in list(sys.modules.items()):
+        if module is None or not name.startswith(("langchain", "langgraph")):
+            continue
+        try:
+            if module.__dict__.get("set_config_context") is original:
+                setattr(module, "set_config_context", wrapper)
+                _module_records.append((module, original))
+        except Exception:  # noqa: BLE001 - odd module objects: skip
+            continue
+
+
+def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.language_models.llms import BaseLLM
+    from langchain_core.retrievers import BaseRetriever
+    from langchain_core.vectorstores import VectorStore
+
+    HANDLER.activate(tracer, metrics)
+    _install_hook()
+    _patch_set_config_context()
+    _wrap_method(BaseChatModel, "_generate_with_cache", _generate_with_cache)
+    _wrap_method(BaseChatModel, "_agenerate_with_cache", _agenerate_with_cache)
+    _wrap_method(BaseChatModel, "stream", _stream)
+    _wrap_method(BaseChatModel, "astream", _astream)
+    _wrap_method(BaseLLM, "_generate_helper", _generate_helper)
+    _wrap_method(BaseLLM, "_agenerate_helper", _agenerate_helper)
+    _wrap_method(BaseLLM, "stream", _stream)
+    _wrap_method(BaseLLM, "astream", _astream)
+    _wrap_method(BaseRetriever, "invoke", _retriever_invoke)
+    _wrap_method(BaseRetriever, "ainvoke", _retriever_ainvoke)
+    VECTOR_STORES.install(VectorStore)
+    EMBEDDINGS.install(Embeddings)
+
+
+def uninstrument() -> None:
+    HANDLER.deactivate()
+    _remove_hook()
+    for owner, name, original in reversed(_method_records):
+        if isinstance(owner.__dict__.get(name), LCWrapper):
+            setattr(owner, name, original)
+    _method_records.clear()
+    for module, original in reversed(_module_records):
+        if isinstance(module.__dict__.get("set_config_context"), LCWrapper):
+            setattr(module, "set_config_context", original)
+    _module_records.clear()
+    VECTOR_STORES.uninstall()
+    EMBEDDINGS.uninstall()
