@@ -15,6 +15,7 @@ GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 GEN_AI_SYSTEM = "gen_ai.system"  # deprecated alias some backends still key on
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_DATA_SOURCE_ID = "gen_ai.data_source.id"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
 GEN_AI_OUTPUT_TYPE = "gen_ai.output.type"
 
 # --- gen_ai: request ------------------------------------------------------------------
