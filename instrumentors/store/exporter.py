@@ -1,3 +1,415 @@
-"""Placeholder until the SQLite exporter lands: writes JSON lines."""
+"""``SQLiteSpanExporter``: the embedded trace store's writer.
 
-from .._jsonl import JSONLinesSpanExporter as SQLiteSpanExporter  # noqa: F401
+The default traces exporter (entry point ``instrumentors``): ``instrument_all()`` and
+``opentelemetry-instrument`` use it when no exporter is configured. Spans land in one
+SQLite file (``INSTRUMENTORS_STORE_PATH``, default ``.instrumentors/traces.db``) that
+``instrumentors`` (CLI) and :class:`instrumentors.store.TraceStore` query.
+
+Why it is built this way:
+
+* One transaction per export batch, rows inserted with ``executemany``: the batch is
+  the unit the SDK's BatchSpanProcessor hands over, and SQLite's cost is per commit.
+* ``BEGIN IMMEDIATE`` + WAL + a busy timeout: several processes (gunicorn workers, a
+  feedback endpoint, a batch job) can export into the same file at once; writers queue
+  on the lock, readers are never blocked.
+* Span row ids are assigned inside the write lock (``max(id) + 1``), so the attribute
+  index can be clustered by ``(key, span)`` and inserts append (see ``schema``).
+* It never breaks the host app: any failure is reported once (rate-limited) and the
+  batch is reported as failed to the SDK; nothing raises into the caller.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import threading
+from collections import OrderedDict
+from typing import Any, Optional, Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.util.types import Attributes
+
+from .. import _semconv as sc
+from .._spans import report_internal_error
+from . import schema
+
+_log = logging.getLogger("instrumentors")
+
+_MAX_STR = schema.MAX_INDEXED_STRING
+_MAX_ELEMENTS = schema.MAX_INDEXED_ARRAY_ELEMENTS
+_MAX_CACHED_KEYS = 10_000
+_MAX_CACHED_RESOURCES = 64
+
+_INSERT_SPAN = (
+    "INSERT OR IGNORE INTO spans(id, trace, span_id, parent_span_id, parent_remote, name, kind, start_ns, end_ns,"
+    " status, status_message, resource, scope, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+_UPSERT_TRACE = (
+    "INSERT INTO traces(trace_id, start_ns, end_ns, span_count, error_count, root_rank, root_span_id, root_name)"
+    " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(trace_id) DO UPDATE SET"
+    " start_ns = min(start_ns, excluded.start_ns),"
+    " end_ns = max(end_ns, excluded.end_ns),"
+    " span_count = span_count + excluded.span_count,"
+    " error_count = error_count + excluded.error_count,"
+    " root_span_id = CASE WHEN excluded.root_rank > root_rank THEN excluded.root_span_id ELSE root_span_id END,"
+    " root_name = CASE WHEN excluded.root_rank > root_rank THEN excluded.root_name ELSE root_name END,"
+    " root_rank = max(root_rank, excluded.root_rank)"
+)
+_INSERT_FEEDBACK = (
+    "INSERT INTO feedback(trace, trace_id, span_id, target_span_id, key, score, reason, step_blamed, time_ns,"
+    " attributes) VALUES (?,?,?,?,?,?,?,?,?,?)"
+)
+
+_KIND_NAMES: dict = {}
+_STATUS_NAMES: dict = {}
+
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=True)
+_dumps = _ENCODER.encode
+
+
+def _attr_dict(attributes: Any) -> dict:
+    """The attributes as a plain dict, without copying BoundedAttributes twice."""
+    if attributes is None:
+        return {}
+    inner = getattr(attributes, "_dict", None)
+    if isinstance(inner, dict):
+        return inner
+    return dict(attributes)
+
+
+def _span_attributes(span: ReadableSpan) -> dict:
+    raw = getattr(span, "_attributes", None)
+    if raw is None:
+        return _attr_dict(span.attributes)
+    return _attr_dict(raw)
+
+
+def _root_rank(span: ReadableSpan, attributes: dict) -> int:
+    """2: a true root; 1: a local root under a remote parent; 0: not a root.
+
+    A feedback span is never the root, even under a synthetic remote parent.
+    """
+    if attributes.get(sc.SPAN_KIND) == sc.KIND_FEEDBACK:
+        return 0
+    parent = span.parent
+    if parent is None or not parent.is_valid:
+        return 2
+    if parent.is_remote:
+        return 1
+    return 0
+
+
+def _feedback_row(trace_ref: int, trace_hex: str, span_hex: str, parent_hex: Optional[str],
+                  attributes: dict, time_ns: int) -> Optional[tuple]:
+    if attributes.get(sc.SPAN_KIND) != sc.KIND_FEEDBACK:
+        return None
+    score = attributes.get(sc.FEEDBACK_SCORE)
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+        return None
+    extra = {k: v for k, v in attributes.items() if not k.startswith("feedback.") and k != sc.SPAN_KIND}
+    return (
+        trace_ref, trace_hex, span_hex,
+        attributes.get(sc.FEEDBACK_TARGET_SPAN_ID) or parent_hex,
+        str(attributes.get(sc.FEEDBACK_KEY) or "user"),
+        float(score),
+        attributes.get(sc.FEEDBACK_REASON),
+        attributes.get(sc.FEEDBACK_STEP_BLAMED),
+        time_ns,
+        _dumps(extra),
+    )
+
+
+class SQLiteSpanExporter(SpanExporter):
+    """Writes finished spans to the embedded SQLite trace store.
+
+    ``path`` defaults to ``INSTRUMENTORS_STORE_PATH`` / ``.instrumentors/traces.db``,
+    resolved to an absolute path when the exporter is created (a later ``chdir`` in the
+    app does not move the store).
+    """
+
+    def __init__(self, path: Optional[str] = None, busy_timeout_ms: int = 30_000) -> None:
+        if path is None:
+            path = schema.default_path()
+        self.path = os.path.abspath(os.fspath(path))
+        self._busy_timeout_ms = busy_timeout_ms
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid: Optional[int] = None
+        self._shutdown = False
+        self._keys: dict = {}
+        self._resources: "OrderedDict[str, int]" = OrderedDict()
+
+    # -- connection -------------------------------------------------------------------
+
+    def _connection(self):
+        pid = os.getpid()
+        if self._conn is None or self._pid != pid:
+            # After a fork the inherited connection must not be used or closed (SQLite
+            # locks are per process): drop it and open our own.
+            self._conn = schema.connect_writer(self.path, self._busy_timeout_ms)
+            self._pid = pid
+            self._keys = {}
+            self._resources.clear()
+        return self._conn
+
+    # -- SpanExporter -----------------------------------------------------------------
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._shutdown:
+            return SpanExportResult.FAILURE
+        if not spans:
+            return SpanExportResult.SUCCESS
+        try:
+            with self._lock:
+                conn = self._connection()
+                self._write(conn, spans)
+            return SpanExportResult.SUCCESS
+        except Exception as exc:  # noqa: BLE001 - never raise into the SDK / host app
+            report_internal_error(f"store export to {self.path}", exc)
+            return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shutdown = True
+            if self._conn is not None and self._pid == os.getpid():
+                try:
+                    self._conn.close()
+                except Exception as exc:  # noqa: BLE001
+                    report_internal_error("store shutdown", exc)
+            self._conn = None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True  # every export commits before returning
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _key_id(self, conn, name: str) -> int:
+        kid = self._keys.get(name)
+        if kid is None:
+            conn.execute("INSERT OR IGNORE INTO keys(name) VALUES (?)", (name,))
+            kid = conn.execute("SELECT id FROM keys WHERE name = ?", (name,)).fetchone()[0]
+            if len(self._keys) >= _MAX_CACHED_KEYS:
+                self._keys.clear()
+            self._keys[name] = kid
+        return kid
+
+    def _resource_id(self, conn, resource: Any) -> Optional[int]:
+        if resource is None:
+            return None
+        attrs = _attr_dict(resource.attributes)
+        digest = _dumps(sorted(attrs.items()))
+        rid = self._resources.get(digest)
+        if rid is None:
+            conn.execute("INSERT OR IGNORE INTO resources(digest, attributes) VALUES (?, ?)", (digest, _dumps(attrs)))
+            rid = conn.execute("SELECT id FROM resources WHERE digest = ?", (digest,)).fetchone()[0]
+            if len(self._resources) >= _MAX_CACHED_RESOURCES:
+                self._resources.popitem(last=False)
+            self._resources[digest] = rid
+        return rid
+
+    def _write(self, conn, spans: Sequence[ReadableSpan]) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            inserted = self._write_in_transaction(conn, spans, skip=None)
+            if inserted is not None:
+                # Some spans were already stored (a retried batch): redo without them.
+                conn.execute("ROLLBACK")
+                self._keys.clear()
+                self._resources.clear()
+                conn.execute("BEGIN IMMEDIATE")
+                self._write_in_transaction(conn, spans, skip=self._existing(conn, spans))
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except Exception:  # noqa: BLE001 - the transaction may already be gone
+                pass
+            # ids cached during the failed transaction may not exist: forget them.
+            self._keys.clear()
+            self._resources.clear()
+            raise
+
+    @staticmethod
+    def _existing(conn, spans: Sequence[ReadableSpan]) -> set:
+        pairs = set()
+        by_trace: dict = {}
+        for span in spans:
+            ctx = span.context
+            by_trace.setdefault(format(ctx.trace_id, "032x"), []).append(format(ctx.span_id, "016x"))
+        for trace_hex, span_ids in by_trace.items():
+            marks = ",".join("?" * len(span_ids))
+            rows = conn.execute(
+                f"SELECT s.span_id FROM spans s JOIN traces t ON t.id = s.trace WHERE t.trace_id = ?"
+                f" AND s.span_id IN ({marks})", (trace_hex, *span_ids)).fetchall()
+            pairs.update((trace_hex, r[0]) for r in rows)
+        return pairs
+
+    def _write_in_transaction(self, conn, spans: Sequence[ReadableSpan], skip: Optional[set]):
+        """Insert the batch; returns None, or a marker when duplicates need a redo."""
+        # Pass 1: which spans, per-trace summaries.
+        items = []
+        seen: set = set()
+        traces: dict = {}
+        for span in spans:
+            ctx = span.context
+            if ctx is None:
+                continue
+            trace_hex = format(ctx.trace_id, "032x")
+            span_hex = format(ctx.span_id, "016x")
+            ident = (trace_hex, span_hex)
+            if ident in seen or (skip is not None and ident in skip):
+                continue
+            seen.add(ident)
+            attributes = _span_attributes(span)
+            start = span.start_time or 0
+            end = span.end_time or start
+            status = span.status.status_code
+            error = 1 if status.value == 2 else 0
+            rank = _root_rank(span, attributes)
+            if attributes.get(sc.SPAN_KIND) == sc.KIND_FEEDBACK:
+                t_start, t_end = schema.NO_START, 0  # feedback never stretches a trace
+            else:
+                t_start, t_end = start, end
+            summary = traces.get(trace_hex)
+            if summary is None:
+                traces[trace_hex] = [t_start, t_end, 1, error, rank, span_hex if rank else None,
+                                     span.name if rank else None]
+            else:
+                if t_start < summary[0]:
+                    summary[0] = t_start
+                if t_end > summary[1]:
+                    summary[1] = t_end
+                summary[2] += 1
+                summary[3] += error
+                if rank > summary[4]:
+                    summary[4], summary[5], summary[6] = rank, span_hex, span.name
+            items.append((span, trace_hex, span_hex, attributes, start, end, status))
+        if not items:
+            return None
+        conn.executemany(_UPSERT_TRACE, [(t, *s) for t, s in traces.items()])
+        refs: dict = {}
+        hexes = list(traces)
+        for i in range(0, len(hexes), 500):
+            chunk = hexes[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            refs.update((h, r) for r, h in conn.execute(
+                f"SELECT id, trace_id FROM traces WHERE trace_id IN ({marks})", chunk))
+        next_id = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0] + 1
+
+        # Pass 2: rows.
+        span_rows = []
+        attr_rows = []
+        text_rows = []
+        event_rows = []
+        link_rows = []
+        feedback_rows = []
+        key_id = self._key_id
+        keys = self._keys
+        resource_id = self._resource_id
+        last_resource = None
+        last_rid = None
+        for offset, (span, trace_hex, span_hex, attributes, start, end, status) in enumerate(items):
+            sid = next_id + offset
+            tref = refs[trace_hex]
+            parent = span.parent
+            parent_hex = format(parent.span_id, "016x") if parent is not None and parent.is_valid else None
+            kind = span.kind
+            kind_name = _KIND_NAMES.get(kind)
+            if kind_name is None:
+                kind_name = _KIND_NAMES[kind] = kind.name
+            status_name = _STATUS_NAMES.get(status)
+            if status_name is None:
+                status_name = _STATUS_NAMES[status] = status.name
+            resource = span.resource
+            if resource is not last_resource:
+                last_rid = resource_id(conn, resource)
+                last_resource = resource
+            scope = span.instrumentation_scope
+            span_rows.append((
+                sid, tref, span_hex, parent_hex, 1 if parent_hex and parent.is_remote else 0, span.name,
+                kind_name, start, end, status_name, span.status.description,
+                last_rid, scope.name if scope is not None else None, _dumps(attributes),
+            ))
+            for key, value in attributes.items():
+                kid = keys.get(key)
+                if kid is None:
+                    kid = key_id(conn, key)
+                vtype = type(value)
+                if vtype is str:
+                    if len(value) <= _MAX_STR:
+                        attr_rows.append((kid, sid, 0, tref, None, value))
+                    else:
+                        text_rows.append((kid, sid, 0, tref, value))
+                elif vtype is float or vtype is int:
+                    attr_rows.append((kid, sid, 0, tref, value, None))
+                elif vtype is bool:
+                    attr_rows.append((kid, sid, 0, tref, 1.0 if value else 0.0, None))
+                elif vtype is tuple or vtype is list:
+                    for pos, element in enumerate(value[:_MAX_ELEMENTS]):
+                        etype = type(element)
+                        if etype is str:
+                            if len(element) <= _MAX_STR:
+                                attr_rows.append((kid, sid, pos, tref, None, element))
+                            else:
+                                text_rows.append((kid, sid, pos, tref, element))
+                        elif etype is bool:
+                            attr_rows.append((kid, sid, pos, tref, 1.0 if element else 0.0, None))
+                        elif etype is float or etype is int:
+                            attr_rows.append((kid, sid, pos, tref, element, None))
+                else:  # not a valid OTel value; keep its text so it stays findable
+                    attr_rows.append((kid, sid, 0, tref, None, str(value)[:_MAX_STR]))
+            events = span.events
+            if events:
+                for pos, event in enumerate(events):
+                    event_rows.append((tref, sid, pos, event.name, event.timestamp,
+                                       _dumps(_attr_dict(event.attributes))))
+            links = span.links
+            if links:
+                for pos, link in enumerate(links):
+                    lattrs = _attr_dict(link.attributes)
+                    lctx = link.context
+                    score = lattrs.get(sc.LINK_SCORE)
+                    coverage = lattrs.get(sc.LINK_COVERAGE)
+                    doc = lattrs.get(sc.LINK_DOCUMENT_ID)
+                    link_rows.append((
+                        tref, sid, pos, format(lctx.trace_id, "032x"), format(lctx.span_id, "016x"),
+                        lattrs.get(sc.GEN_AI_ATTRIBUTION_LINK_TYPE),
+                        str(doc) if doc is not None else None,
+                        lattrs.get(sc.LINK_SOURCE_KIND),
+                        score if isinstance(score, (int, float)) and not isinstance(score, bool) else None,
+                        coverage if isinstance(coverage, (int, float)) and not isinstance(coverage, bool) else None,
+                        _dumps(lattrs),
+                    ))
+            if sc.FEEDBACK_SCORE in attributes:
+                row = _feedback_row(tref, trace_hex, span_hex, parent_hex, attributes, start)
+                if row is not None:
+                    feedback_rows.append(row)
+
+        cur = conn.executemany(_INSERT_SPAN, span_rows)
+        if cur.rowcount != len(span_rows):
+            if skip is not None:  # pragma: no cover - a concurrent writer raced the redo
+                raise RuntimeError("span rows conflicted twice; batch dropped")
+            return "duplicates"
+        conn.executemany("INSERT INTO attrs(key, span, pos, trace, num, str) VALUES (?,?,?,?,?,?)",
+                         attr_rows)
+        if text_rows:
+            conn.executemany("INSERT INTO attr_text(key, span, pos, trace, value) VALUES (?,?,?,?,?)", text_rows)
+        if event_rows:
+            conn.executemany("INSERT INTO events(trace, span, pos, name, time_ns, attributes) VALUES (?,?,?,?,?,?)",
+                             event_rows)
+        if link_rows:
+            conn.executemany(
+                "INSERT INTO links(trace, span, pos, linked_trace_id, linked_span_id, link_type, document_id,"
+                " source_kind, score, coverage, attributes) VALUES (?,?,?,?,?,?,?,?,?,?,?)", link_rows)
+        if feedback_rows:
+            conn.executemany(_INSERT_FEEDBACK, feedback_rows)
+        return None
+
+
+def attributes_to_json(attributes: Attributes) -> str:
+    """The JSON the store keeps for a span's attributes (used by tests and tools)."""
+    return _dumps(_attr_dict(attributes))
