@@ -20,6 +20,7 @@ from typing import Any, Optional
 from opentelemetry import trace
 
 from . import _config
+from ._feedback import record_feedback
 from ._version import __version__
 from .causal.steps import step
 
@@ -105,6 +106,7 @@ __all__ = [
     "current_span_id",
     "current_trace_id",
     "instrument_all",
+    "record_feedback",
     "step",
     "uninstrument_all",
 ]
