@@ -490,3 +490,39 @@ def attrs(span: Any) -> dict:
     """A span's attributes without the causal registry's digests (tested on their own in
     test_openai_lifecycle.py through the consume/produce contract)."""
     return {k: v for k, v in span.attributes.items() if not k.startswith(CAUSAL_PREFIX)}
+
+
+def http_module() -> Any:
+    """httpx for openai 1.x/2.x, httpx2 for openai 3.x (which no longer depends on httpx)."""
+    import importlib
+
+    import openai
+
+    major = int(openai.__version__.split(".")[0])
+    return importlib.import_module("httpx2" if major >= 3 else "httpx")
+
+
+def mock_client(handler: Callable, is_async: bool, **kwargs: Any) -> Any:
+    """A client whose HTTP goes to ``handler(request) -> Response`` in-process (edge cases
+    a cassette cannot express: errors, failures mid-stream, the context during HTTP)."""
+    import openai
+
+    httpx = http_module()
+    transport = httpx.MockTransport(handler)
+    if is_async:
+        return openai.AsyncOpenAI(api_key="placeholder", max_retries=0,
+                                  http_client=httpx.AsyncClient(transport=transport), **kwargs)
+    return openai.OpenAI(api_key="placeholder", max_retries=0, http_client=httpx.Client(transport=transport), **kwargs)
+
+
+def reply(scenario_name: str) -> Callable:
+    """A MockTransport handler answering like the scenario's cassette."""
+    scenario = SCENARIOS[scenario_name]
+    httpx = http_module()
+
+    def handler(request: Any) -> Any:
+        out = scenario.respond(json.loads(request.content) if request.content else {})
+        content = out if isinstance(out, bytes) else json.dumps(out).encode()
+        return httpx.Response(200, headers={"content-type": scenario.content_type}, content=content)
+
+    return handler
