@@ -1,0 +1,89 @@
+"""State shared by the dispatcher handler and the call-site wrappers of one instrumentor."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from .. import _semconv as sc
+from .._metrics import GenAIMetrics
+from .._version import __version__
+from ._streams import PendingChats
+from ._tree import SpanTree
+
+LIBRARY = "llama_index"
+
+# Set in the context our wrappers make current: the LlamaIndex object whose call it is,
+# so a model calling itself (CustomLLM.chat -> self.complete) gets one span, not two.
+OWNER_KEY = otel_context.create_key("instrumentors.llama_index.owner")
+
+# Integration package -> gen_ai.provider.name (OTel well-known values where they exist).
+_PROVIDERS = {
+    "openai": "openai",
+    "openai_like": "openai",
+    "azure_openai": "azure.ai.openai",
+    "azure_inference": "azure.ai.inference",
+    "anthropic": "anthropic",
+    "bedrock": "aws.bedrock",
+    "bedrock_converse": "aws.bedrock",
+    "gemini": "gcp.gemini",
+    "google_genai": "gcp.gen_ai",
+    "vertex": "gcp.vertex_ai",
+    "mistralai": "mistral_ai",
+    "cohere": "cohere",
+    "groq": "groq",
+    "deepseek": "deepseek",
+    "perplexity": "perplexity",
+    "ibm": "ibm.watsonx.ai",
+    "ollama": "ollama",
+    "huggingface": "huggingface",
+}
+
+
+def provider_name(obj: Any) -> str:
+    """``gen_ai.provider.name`` from the integration package the class comes from
+    (``llama_index.llms.<pkg>`` / ``llama_index.embeddings.<pkg>``); ``llama_index`` for
+    core and user-defined models (MockLLM, CustomLLM subclasses)."""
+    module = type(obj).__module__ or ""
+    parts = module.split(".")
+    if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings", "postprocessor"):
+        return _PROVIDERS.get(parts[2], parts[2])
+    return LIBRARY
+
+
+def server_attributes(obj: Any) -> dict:
+    """``server.address``/``server.port`` from the model's configured endpoint, if any."""
+    for attr in ("api_base", "base_url", "azure_endpoint", "endpoint"):
+        url = getattr(obj, attr, None)
+        if isinstance(url, str) and "://" in url:
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(url)
+                port = parts.port
+            except ValueError:
+                return {}
+            attrs: dict = {sc.SERVER_ADDRESS: parts.hostname}
+            if port is not None:
+                attrs[sc.SERVER_PORT] = port
+            elif parts.scheme == "https":
+                attrs[sc.SERVER_PORT] = 443
+            return attrs
+    return {}
+
+
+class Telemetry:
+    """Tracer, metrics and the span-id tree of one instrumentation session."""
+
+    def __init__(self, tracer_provider: Optional[trace.TracerProvider], meter_provider: Any) -> None:
+        self.tracer = trace.get_tracer("instrumentors.llama_index", __version__, tracer_provider=tracer_provider)
+        self.metrics = GenAIMetrics(meter_provider)
+        self.tree = SpanTree()
+        self.pending_chats = PendingChats()
+
+    def close(self) -> None:
+        """End whatever is still open (uninstrument): no span may be left unended."""
+        self.tree.clear()
+        self.pending_chats.clear()

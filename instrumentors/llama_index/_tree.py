@@ -1,0 +1,112 @@
+"""Mirror of LlamaIndex's span tree in OpenTelemetry contexts, without attaching any.
+
+LlamaIndex's dispatcher gives every decorated call an id and the id of the call it runs
+in (``active_span_id``, a contextvar, so async tasks and context-copying threads keep
+the right parent). It does *not* give us a frame around the call body, so our handler
+cannot make its OTel span current there (attaching in ``span_enter`` and detaching in
+``span_exit`` would cross frames, the classic "Failed to detach context" source).
+
+Instead, every open dispatcher span gets a :class:`Node` here: the OTel context its
+children should start in (``ctx``) and the OTel context that was current when it
+started (``entered_under``). A child resolves its parent with one identity test:
+
+* the current OTel context is still the one its dispatcher parent started under: nobody
+  made another span current in between, so the parent is the dispatcher parent's ``ctx``;
+* otherwise something made a span current in between (our LLM wrapper, the user's own
+  ``start_as_current_span`` inside a tool, an OpenAI client span): that span is the
+  innermost one, so the child starts in the current context.
+
+OTel contexts are immutable, so ``is`` is exact. Nodes are removed when the dispatcher
+span exits; the map also has a hard cap so a span that never exits cannot grow it.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+from opentelemetry import context as otel_context
+from opentelemetry.trace import Span
+
+from .._spans import end_span, report_internal_error
+
+#: most open dispatcher spans tracked at once; the oldest is ended and forgotten beyond it.
+MAX_OPEN_SPANS = 10_000
+
+
+class Node:
+    """One open LlamaIndex dispatcher span as we track it."""
+
+    __slots__ = ("ctx", "entered_under", "span", "kind", "owner", "data")
+
+    def __init__(
+        self,
+        ctx: otel_context.Context,
+        entered_under: otel_context.Context,
+        span: Optional[Span] = None,
+        kind: Optional[str] = None,
+        owner: Any = None,
+        data: Any = None,
+    ) -> None:
+        self.ctx = ctx  # where children start
+        self.entered_under = entered_under  # OTel context current at span_enter
+        self.span = span  # our OTel span, None for calls we do not trace
+        self.kind = kind  # our classification (see _handler.Kind), None when untraced
+        self.owner = owner  # the LlamaIndex object whose method this is (traced nodes only)
+        self.data = data  # per-kind state gathered between enter and exit
+
+
+class SpanTree:
+    """Thread-safe map of dispatcher span id -> :class:`Node`, capped at ``max_open``."""
+
+    def __init__(self, max_open: int = MAX_OPEN_SPANS) -> None:
+        self.max_open = max_open
+        self._nodes: dict = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def get(self, span_id: Optional[str]) -> Optional[Node]:
+        if span_id is None:
+            return None
+        return self._nodes.get(span_id)
+
+    def resolve(self, parent_id: Optional[str]) -> tuple:
+        """``(parent context, parent node or None, current context)`` for a call whose
+        dispatcher parent is ``parent_id``; the node is returned only when it really is
+        the innermost parent."""
+        current = otel_context.get_current()
+        node = self._nodes.get(parent_id) if parent_id is not None else None
+        if node is not None and node.entered_under is current:
+            return node.ctx, node, current
+        return current, None, current
+
+    def add(self, span_id: str, node: Node) -> None:
+        evicted = None
+        with self._lock:
+            if len(self._nodes) >= self.max_open:
+                try:
+                    oldest = next(iter(self._nodes))
+                    evicted = self._nodes.pop(oldest)
+                except (StopIteration, KeyError):
+                    evicted = None
+            self._nodes[span_id] = node
+        if evicted is not None and evicted.span is not None:
+            # Its dispatcher exit never came (or is very late): end it rather than leak it.
+            end_span(evicted.span)
+
+    def pop(self, span_id: str) -> Optional[Node]:
+        return self._nodes.pop(span_id, None)
+
+    def clear(self) -> None:
+        """Forget every node, ending the spans still open (used by uninstrument)."""
+        with self._lock:
+            nodes = list(self._nodes.values())
+            self._nodes.clear()
+        for node in nodes:
+            if node.span is not None:
+                try:
+                    end_span(node.span)
+                except Exception as exc:  # noqa: BLE001
+                    report_internal_error("llama_index.tree.clear", exc)
