@@ -20,11 +20,14 @@ from typing import Any, Collection
 from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
+from .. import _config
 from .._metrics import GenAIMetrics
 from .._version import __version__
 from .package import _instruments
 
 __all__ = ["LangChainInstrumentor"]
+
+_CONFIG_OPTIONS = set(_config.Config.__dataclass_fields__)
 
 
 class LangChainInstrumentor(BaseInstrumentor):
@@ -34,12 +37,19 @@ class LangChainInstrumentor(BaseInstrumentor):
         return _instruments
 
     def _instrument(self, **kwargs: Any) -> None:
+        options = {k: v for k, v in kwargs.items() if k in _CONFIG_OPTIONS}
+        if options:
+            _config.configure(**options)
+        if not _config.get_config().library_enabled("langchain"):
+            return
         from . import _patches  # imports langchain_core: only when instrumenting
 
         tracer = trace.get_tracer(__name__, __version__, tracer_provider=kwargs.get("tracer_provider"))
         _patches.instrument(tracer, GenAIMetrics(kwargs.get("meter_provider")))
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from . import _patches
+        import sys
 
-        _patches.uninstrument()
+        patches = sys.modules.get(__name__ + "._patches")
+        if patches is not None:
+            patches.uninstrument()

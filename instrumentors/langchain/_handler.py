@@ -228,8 +228,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
             sc.COMPONENT: cls,
         })
         stream = bool(pending is not None and pending.info.get("stream"))
-        if stream:
-            attrs[sc.GEN_AI_REQUEST_STREAM] = True
+        attrs[sc.GEN_AI_REQUEST_STREAM] = stream or params.get("stream") is True
         if messages is not None:
             texts = readers.message_texts(messages)
             if _content.capture_enabled():

@@ -182,13 +182,41 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
     if isinstance(params.get("stream"), bool):
         attrs[sc.GEN_AI_REQUEST_STREAM] = params["stream"]
-    tools = params.get("tools") or params.get("functions")
-    if isinstance(tools, list) and tools:
-        attrs[sc.GEN_AI_TOOL_DEFINITIONS] = _content.bounded_json(tools)
+    definitions = tool_definitions(params.get("tools") or params.get("functions"))
+    if definitions:
+        attrs[sc.GEN_AI_TOOL_DEFINITIONS] = _content.bounded_json(definitions)
     fmt = (options or {}).get("ls_structured_output_format") or params.get("response_format")
     if fmt:
         attrs[sc.GEN_AI_OUTPUT_TYPE] = "json"
     return attrs
+
+
+def tool_definitions(tools: Any) -> Optional[list]:
+    """Bound tools (OpenAI ``{"type": "function", "function": {...}}`` or Anthropic
+    ``{"name", "description", "input_schema"}`` format) as the convention's definitions,
+    the same shape the OpenAI instrumentor writes."""
+    if not isinstance(tools, (list, tuple)) or not tools:
+        return None
+    out = []
+    for tool in tools:
+        if not isinstance(tool, dict):
+            continue
+        ttype = tool.get("type", "function")
+        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        if ttype in ("function", "custom") or "input_schema" in tool:
+            entry = {"type": "function", "name": fn.get("name")}
+            if fn.get("description") is not None:
+                entry["description"] = fn.get("description")
+            params = fn.get("parameters", fn.get("input_schema"))
+            if params is not None:
+                entry["parameters"] = params
+            out.append(entry)
+        else:
+            entry = {"type": ttype}
+            if tool.get("name") is not None:
+                entry["name"] = tool.get("name")
+            out.append(entry)
+    return out or None
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,6 +324,18 @@ def message_texts(messages: Iterable[Any]) -> list:
 # ---------------------------------------------------------------------------------------
 
 
+_MESSAGE_FINISH = {"tool_calls": "tool_call", "function_call": "tool_call", "tool_use": "tool_call",
+                   "end_turn": "stop", "max_tokens": "length", "stop_sequence": "stop"}
+
+
+def message_finish_reason(reason: Optional[str]) -> str:
+    """An output message's ``finish_reason`` in the convention's vocabulary. LangChain
+    returned normally, so a model that reports none finished with "stop"."""
+    if not reason:
+        return "stop"
+    return _MESSAGE_FINISH.get(reason, reason)
+
+
 class LLMOutcome:
     """What one run's ``LLMResult`` says, ready to be written on the span."""
 
@@ -351,6 +391,7 @@ def read_llm_result(response: Any) -> LLMOutcome:
     generations = getattr(response, "generations", None) or []
     gens = [g for batch in generations for g in (batch or [])]
     finish_reasons = []
+    call_summaries: list = []
     response_id = llm_output.get("id") if isinstance(llm_output.get("id"), str) else None
     response_model = llm_output.get("model_name") or llm_output.get("model")
     fingerprint = llm_output.get("system_fingerprint")
@@ -377,18 +418,17 @@ def read_llm_result(response: Any) -> LLMOutcome:
                 _usage_from_metadata(dict(usage), outcome)
             msg = message_json(message)
             msg["role"] = "assistant"
-            if finish is not None:
-                msg["finish_reason"] = str(finish)
+            msg["finish_reason"] = message_finish_reason(finish)
             outcome.output_messages.append(msg)
             text = content_text(getattr(message, "content", ""))
             for call in getattr(message, "tool_calls", None) or ():
                 if isinstance(call, dict):
                     outcome.tool_calls.append(_content.dumps(call.get("args")))
+                    call_summaries.append({"id": call.get("id"), "name": call.get("name"), "type": "function"})
         else:
             text = getattr(gen, "text", "") or ""
-            msg = {"role": "assistant", "parts": [{"type": "text", "content": text}] if text else []}
-            if finish is not None:
-                msg["finish_reason"] = str(finish)
+            msg = {"role": "assistant", "parts": [{"type": "text", "content": text}] if text else [],
+                   "finish_reason": message_finish_reason(finish)}
             outcome.output_messages.append(msg)
         if text:
             outcome.generations.append(text)
@@ -407,6 +447,8 @@ def read_llm_result(response: Any) -> LLMOutcome:
         attrs[sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
     if isinstance(service_tier, str):
         attrs[sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = service_tier
+    if call_summaries:
+        attrs[sc.RESPONSE_TOOL_CALLS] = _content.bounded_json(call_summaries)
     return outcome
 
 
