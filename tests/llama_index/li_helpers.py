@@ -1,0 +1,110 @@
+"""Offline LlamaIndex building blocks shared by the tests, the example and the benchmark:
+a keyword embedding (deterministic, meaningful cosine scores), a small corpus of nodes
+with fixed ids, and helpers to read exported spans as a tree."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, List, Optional
+
+from llama_index.core import Settings, VectorStoreIndex
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.schema import TextNode
+
+VOCAB = ("paris", "france", "capital", "seine", "river", "berlin", "germany", "rome", "italy",
+         "eiffel", "tower", "landmark", "what", "is", "the", "of")
+
+CORPUS = [
+    ("doc-paris", "Paris is the capital of France.", {"file_name": "france.txt", "window": "secret window text"}),
+    ("doc-seine", "The Seine river flows through Paris.", {"file_name": "rivers.txt"}),
+    ("doc-berlin", "Berlin is the capital of Germany.", {"file_name": "germany.txt"}),
+    ("doc-rome", "Rome is in Italy.", {"file_name": "italy.txt"}),
+]
+QUESTION = "What is the capital of France?"
+
+
+class KeywordEmbedding(BaseEmbedding):
+    """Bag-of-words over a fixed vocabulary plus one constant dimension: deterministic,
+    no numpy, cosine scores that rank the relevant node first."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(model_name="keyword-embedding", **kwargs)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "KeywordEmbedding"
+
+    @staticmethod
+    def vector(text: str) -> List[float]:
+        words = re.findall(r"[a-z]+", text.lower())
+        return [float(words.count(w)) for w in VOCAB] + [1.0]
+
+    def _get_query_embedding(self, query: str) -> List[float]:
+        return self.vector(query)
+
+    async def _aget_query_embedding(self, query: str) -> List[float]:
+        return self.vector(query)
+
+    def _get_text_embedding(self, text: str) -> List[float]:
+        return self.vector(text)
+
+    async def _aget_text_embedding(self, text: str) -> List[float]:
+        return self.vector(text)
+
+
+def nodes() -> list:
+    return [TextNode(id_=node_id, text=text, metadata=dict(meta)) for node_id, text, meta in CORPUS]
+
+
+def build_index(embed_model: Optional[BaseEmbedding] = None) -> VectorStoreIndex:
+    """An in-memory vector index over :data:`CORPUS` (embedding calls happen here)."""
+    return VectorStoreIndex(nodes=nodes(), embed_model=embed_model or KeywordEmbedding())
+
+
+def use_offline_settings(llm: Any = None) -> None:
+    from llama_index.core.llms.mock import MockLLM
+
+    Settings.llm = llm or MockLLM(max_tokens=4)
+    Settings.embed_model = KeywordEmbedding()
+
+
+# ---------------------------------------------------------------------------------------
+# Reading exported spans
+# ---------------------------------------------------------------------------------------
+
+
+class SpanTree:
+    """The finished spans of one test, navigable by name and parent."""
+
+    def __init__(self, spans: Iterable[Any]) -> None:
+        self.spans = list(spans)
+        self.by_id = {s.context.span_id: s for s in self.spans}
+
+    def named(self, name: str) -> list:
+        return [s for s in self.spans if s.name == name]
+
+    def one(self, name: str) -> Any:
+        found = self.named(name)
+        assert len(found) == 1, f"expected one span {name!r}, got {[s.name for s in self.spans]}"
+        return found[0]
+
+    def parent(self, span: Any) -> Optional[Any]:
+        return self.by_id.get(span.parent.span_id) if span.parent is not None else None
+
+    def children(self, span: Any) -> list:
+        return sorted((s for s in self.spans if s.parent is not None and s.parent.span_id == span.context.span_id),
+                      key=lambda s: s.start_time)
+
+    def names(self) -> list:
+        return sorted(s.name for s in self.spans)
+
+    def outline(self, span: Any = None, depth: int = 0) -> list:
+        """``["query X", "  retrieval Y", ...]``: the tree below ``span`` (roots if None)."""
+        roots = [span] if span is not None else sorted(
+            (s for s in self.spans if self.parent(s) is None), key=lambda s: s.start_time)
+        out: list = []
+        for root in roots:
+            out.append("  " * depth + root.name)
+            for child in self.children(root):
+                out.extend(self.outline(child, depth + 1))
+        return out
