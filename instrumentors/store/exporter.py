@@ -41,6 +41,9 @@ _log = logging.getLogger("instrumentors")
 _MAX_STR = schema.MAX_INDEXED_STRING
 _MAX_ELEMENTS = schema.MAX_INDEXED_ARRAY_ELEMENTS
 _MAX_CACHED_KEYS = 10_000
+#: kept in the span's JSON but not indexed: fingerprint digests are for rebuilding
+#: links, never for filtering, and a consuming span carries ~150 of them.
+NOT_INDEXED = frozenset({sc.CAUSAL_PRODUCED_DIGESTS, sc.CAUSAL_CONSUMED_DIGESTS})
 _MAX_CACHED_RESOURCES = 64
 
 _INSERT_SPAN = (
@@ -337,6 +340,8 @@ class SQLiteSpanExporter(SpanExporter):
             for key, value in attributes.items():
                 kid = keys.get(key)
                 if kid is None:
+                    if key in NOT_INDEXED:
+                        continue
                     kid = key_id(conn, key)
                 vtype = type(value)
                 if vtype is str:

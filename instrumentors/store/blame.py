@@ -1,0 +1,325 @@
+"""``blame()``: what separates the badly judged answers from the good ones.
+
+Traces with feedback are split at ``threshold`` (a trace's score is its lowest
+feedback, as in the trace-level filter). For every trace we collect *features* of the
+spans that fed its output -- following causal links when the trace has them, so a side
+call that did not contribute is not blamed:
+
+* ``step attribute < t`` / ``> t`` for numeric attributes (``retrieval.top_score``,
+  token counts, scores...), the cut ``t`` chosen where it best separates the groups and
+  then rounded to the shortest number giving the same split (0.6, not 0.5873);
+* ``step attribute = value`` for short strings and booleans (model, finish reason,
+  validator verdict, prompt template hash), and ``step status = ERROR``;
+* ``document X linked into step S`` (the causal link from the retrieval to the step that
+  used it), ``document X retrieved by step R``, and ``step R returned stale documents``
+  (date-like metadata older than ``stale_after_days``).
+
+Each feature's share of negative vs positive traces is compared; findings are ranked by
+the difference of the two shares, keeping those seen in at least ``min_support``
+negative traces and with a one-sided Fisher exact p < 0.05 after a Bonferroni
+correction for the number of features tested. Features that occur in
+exactly the same traces as a better-ranked one are folded into it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any, Mapping, Optional
+
+from .. import _semconv as sc
+from . import analysis as an
+from .explain import _feeds_output
+from .exporter import NOT_INDEXED
+
+#: content or identity attributes never used as features.
+SKIPPED_KEYS = frozenset({
+    sc.INPUT_VALUE, sc.OUTPUT_VALUE, sc.GEN_AI_INPUT_MESSAGES, sc.GEN_AI_OUTPUT_MESSAGES,
+    sc.GEN_AI_SYSTEM_INSTRUCTIONS, sc.GEN_AI_RETRIEVAL_QUERY_TEXT, sc.GEN_AI_RETRIEVAL_DOCUMENTS,
+    sc.GEN_AI_RESPONSE_ID, sc.PROMPT_TEMPLATE, sc.GEN_AI_TOOL_CALL_ARGUMENTS, sc.GEN_AI_TOOL_CALL_RESULT,
+    sc.GEN_AI_TOOL_CALL_ID, sc.CAUSAL_SOURCE_IDS, sc.CAUSAL_UNUSED_IDS, sc.TRUNCATED, sc.SPAN_KIND,
+    sc.LIBRARY, sc.GEN_AI_TOOL_DEFINITIONS, sc.RERANK_INPUT_DOCUMENTS, sc.RERANK_OUTPUT_DOCUMENTS,
+    sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "input.query",
+}) | NOT_INDEXED
+MAX_CATEGORICAL_LENGTH = 80
+P_VALUE_LIMIT = 0.05
+
+
+def _log_comb(n: int, k: int) -> float:
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
+def fisher_greater(a: int, b: int, c: int, d: int) -> float:
+    """One-sided Fisher exact p: chance of >= ``a`` negatives among the ``a + c`` traces
+    with the feature, given the margins (``a`` neg with, ``b`` neg without, ``c`` pos
+    with, ``d`` pos without)."""
+    n_neg, n_pos, with_feature = a + b, c + d, a + c
+    total = n_neg + n_pos
+    denom = _log_comb(total, with_feature)
+    p = 0.0
+    for x in range(a, min(n_neg, with_feature) + 1):
+        if with_feature - x > n_pos:
+            continue
+        p += math.exp(_log_comb(n_neg, x) + _log_comb(n_pos, with_feature - x) - denom)
+    return min(1.0, p)
+
+
+class _Features:
+    """Per trace: set of categorical feature keys, numeric (min, max) per (step, key)."""
+
+    def __init__(self) -> None:
+        self.categorical: dict = {}  # feature tuple -> description data
+        self.numeric: dict = {}  # (step, key) -> (min, max)
+
+    def add_cat(self, feature: tuple) -> None:
+        self.categorical[feature] = True
+
+    def add_num(self, step: str, key: str, value: float) -> None:
+        current = self.numeric.get((step, key))
+        if current is None:
+            self.numeric[(step, key)] = (value, value)
+        else:
+            self.numeric[(step, key)] = (min(current[0], value), max(current[1], value))
+
+
+def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Features:
+    spans = loaded["spans"]
+    meta = loaded["meta"]
+    for span in spans:
+        span.setdefault("trace_id", meta["trace_id"])
+    an.rebuild_trace_links(spans)
+    by_id = {s["span_id"]: s for s in spans}
+    children = an.children_index(spans)
+    root = an.root_of(spans, meta.get("root_span_id"))
+    on_path = _feeds_output(root, by_id, children) if root is not None else set(by_id)
+    features = _Features()
+    labels = an.step_labels([s for s in spans if not an.is_feedback(s)])
+    for span in spans:
+        if an.is_feedback(span) or span["span_id"] not in on_path:
+            continue
+        step = labels[span["span_id"]]
+        if span["status"] == "ERROR":
+            features.add_cat(("attr", step, "status", "ERROR"))
+        for key, value in span["attributes"].items():
+            if key in SKIPPED_KEYS or key.startswith("feedback."):
+                continue
+            values = value if isinstance(value, (list, tuple)) else (value,)
+            for item in values[:16]:
+                number = an.number(item)
+                if number is not None:
+                    features.add_num(step, key, number)
+                elif isinstance(item, bool):
+                    features.add_cat(("attr", step, key, "true" if item else "false"))
+                elif isinstance(item, str) and 0 < len(item) <= MAX_CATEGORICAL_LENGTH:
+                    features.add_cat(("attr", step, key, item))
+        for link in an.causal_links(span):
+            doc = link.get("document_id")
+            if doc:
+                source = by_id.get(link["span_id"])
+                features.add_cat(("linked", str(doc), step, labels.get(source["span_id"]) if source else None))
+        if an.role(span) in (sc.KIND_RETRIEVER, sc.KIND_RERANKER):
+            stale = False
+            for doc in an.documents(span):
+                if doc.get("id"):
+                    features.add_cat(("retrieved", str(doc["id"]), step))
+                if stale_after_days is not None and not stale:
+                    dated = an.document_date(doc)
+                    age = an.age_days(dated[1], meta.get("start_ns")) if dated else None
+                    stale = age is not None and age > stale_after_days
+            if stale:
+                features.add_cat(("stale", step))
+    return features
+
+
+def _describe(feature: tuple, neg_rate: float, pos_rate: float) -> str:
+    share = f"in {neg_rate:.0%} of negative traces vs {pos_rate:.0%} of positive"
+    kind = feature[0]
+    if kind == "num":
+        _, step, key, op, cut = feature
+        return f"{key} {'<' if op == 'lt' else '>'} {cut:g} at step {step!r} {share}"
+    if kind == "attr":
+        _, step, key, value = feature
+        return f"{key} = {value} at step {step!r} {share}"
+    if kind == "linked":
+        _, doc, step, source = feature
+        via = f" (retrieved by {source!r})" if source else ""
+        return (f"document {doc!r} linked into {step!r}{via}: {neg_rate:.0%} of negative answers "
+                f"vs {pos_rate:.0%} of positive")
+    if kind == "retrieved":
+        _, doc, step = feature
+        return f"document {doc!r} retrieved by {step!r} {share}"
+    if kind == "stale":
+        return f"stale documents retrieved by {feature[1]!r} {share}"
+    return f"{feature} {share}"
+
+
+def _finding(feature: tuple, neg_with: set, pos_with: set, n_neg: int, n_pos: int) -> dict:
+    a, c = len(neg_with), len(pos_with)
+    neg_rate, pos_rate = a / n_neg, c / n_pos
+    out = {
+        "kind": {"num": "attribute", "attr": "attribute", "linked": "document", "retrieved": "document",
+                 "stale": "document"}[feature[0]],
+        "description": _describe(feature, neg_rate, pos_rate),
+        "negative_count": a, "negative_rate": round(neg_rate, 4),
+        "positive_count": c, "positive_rate": round(pos_rate, 4),
+        "difference": round(neg_rate - pos_rate, 4),
+        "p_value": fisher_greater(a, n_neg - a, c, n_pos - c),
+    }
+    if feature[0] == "num":
+        out.update(step=feature[1], key=feature[2], op=feature[3], value=feature[4])
+    elif feature[0] == "attr":
+        out.update(step=feature[1], key=feature[2], op="eq", value=feature[3])
+    elif feature[0] == "linked":
+        out.update(step=feature[2], document_id=feature[1], produced_by=feature[3], relation="linked")
+    elif feature[0] == "retrieved":
+        out.update(step=feature[2], document_id=feature[1], relation="retrieved")
+    else:
+        out.update(step=feature[1], relation="stale")
+    return out
+
+
+#: a rounder cut is preferred when it separates at most this much worse (in share).
+CUT_TOLERANCE = 0.02
+
+
+def _decimals(value: float) -> int:
+    text = repr(float(value))
+    if "e" in text:
+        return 12
+    return len(text.split(".")[1].rstrip("0")) if "." in text else 0
+
+
+def _best_cut(neg_values: list, pos_values: list, n_neg: int, n_pos: int, op: str) -> Optional[tuple]:
+    """(cut, neg_with_count, pos_with_count) separating best for "value < cut" (op lt,
+    values = per-trace minima) or "value > cut" (gt, maxima). Among cuts within
+    :data:`CUT_TOLERANCE` of the best split the roundest wins (0.6 rather than 0.6213)."""
+    neg_sorted, pos_sorted = sorted(neg_values), sorted(pos_values)
+    distinct = sorted(set(neg_sorted) | set(pos_sorted))
+    if len(distinct) < 2:
+        return None
+    candidates = set()
+    for lo, hi in zip(distinct, distinct[1:]):
+        candidates.add((lo + hi) / 2)
+        for digits in range(0, 4):
+            candidates.add(round(lo, digits))
+            candidates.add(round(hi, digits))
+    scored = []
+    for cut in candidates:
+        if op == "lt":
+            a = bisect.bisect_left(neg_sorted, cut)
+            c = bisect.bisect_left(pos_sorted, cut)
+        else:
+            a = len(neg_sorted) - bisect.bisect_right(neg_sorted, cut)
+            c = len(pos_sorted) - bisect.bisect_right(pos_sorted, cut)
+        if a == 0:
+            continue
+        scored.append((a / n_neg - c / n_pos, cut, a, c))
+    if not scored:
+        return None
+    best = max(d for d, _, _, _ in scored)
+    near = [s for s in scored if s[0] >= best - CUT_TOLERANCE]
+    diff, cut, a, c = min(near, key=lambda s: (_decimals(s[1]), -s[0], s[1]))
+    return cut, a, c
+
+
+def blame(store: Any, *, threshold: float = 0.5, filters: Optional[Mapping] = None,
+          feedback_key: Optional[str] = None, max_traces: int = 5000, top: int = 10, min_support: int = 3,
+          stale_after_days: Optional[float] = 180.0) -> dict:
+    """Rank features that separate negative (score < ``threshold``) from positive traces.
+
+    ``filters`` (trace level) restricts the traces considered; ``feedback_key`` the
+    feedback source. Returns ``{"negative": n, "positive": n, "threshold": t,
+    "findings": [...], "note": ...}``; each finding has ``description``, ``step``,
+    ``negative_rate``/``positive_rate`` (and counts), ``difference`` and ``p_value``.
+    """
+    scored = store.traces_with_feedback(key=feedback_key, limit=max_traces)
+    if filters:
+        allowed = {r["trace_id"] for r in store.query(filters, limit=None)}
+    else:
+        allowed = None
+    refs, scores = [], {}
+    for ref, score in scored:
+        refs.append(ref)
+        scores[ref] = score
+    report: dict = {"threshold": threshold, "feedback_key": feedback_key, "negative": 0, "positive": 0,
+                    "findings": [], "note": None}
+    per_trace: dict = {}
+    negatives, positives = set(), set()
+    for ref, loaded in store.iter_loaded(refs):
+        if allowed is not None and loaded["meta"]["trace_id"] not in allowed:
+            continue
+        per_trace[ref] = (loaded["meta"]["trace_id"], trace_features(loaded, stale_after_days))
+        (negatives if scores[ref] < threshold else positives).add(ref)
+    n_neg, n_pos = len(negatives), len(positives)
+    report["negative"], report["positive"] = n_neg, n_pos
+    if not n_neg or not n_pos:
+        report["note"] = ("need traces on both sides of the threshold: "
+                          f"{n_neg} negative, {n_pos} positive with feedback")
+        return report
+
+    categorical: dict = {}
+    numeric: dict = {}
+    for ref, (_, feats) in per_trace.items():
+        for feature in feats.categorical:
+            categorical.setdefault(feature, set()).add(ref)
+        for step_key, (low, high) in feats.numeric.items():
+            numeric.setdefault(step_key, []).append((ref, low, high))
+
+    candidates = []
+    for feature, traces in categorical.items():
+        neg_with = traces & negatives
+        if len(neg_with) < min_support:
+            continue
+        candidates.append((feature, neg_with, traces & positives))
+    for (step, key), values in numeric.items():
+        neg_low = [low for ref, low, _ in values if ref in negatives]
+        if len(neg_low) < min_support:
+            continue
+        pos_low = [low for ref, low, _ in values if ref in positives]
+        for op in ("lt", "gt"):
+            if op == "lt":
+                neg_v, pos_v = neg_low, pos_low
+            else:
+                neg_v = [high for ref, _, high in values if ref in negatives]
+                pos_v = [high for ref, _, high in values if ref in positives]
+            best = _best_cut(neg_v, pos_v, n_neg, n_pos, op)
+            if best is None:
+                continue
+            cut = best[0]
+            neg_with = {ref for ref, low, high in values if ref in negatives and (low < cut if op == "lt" else high > cut)}
+            pos_with = {ref for ref, low, high in values if ref in positives and (low < cut if op == "lt" else high > cut)}
+            if len(neg_with) >= min_support:
+                candidates.append((("num", step, key, op, cut), neg_with, pos_with))
+
+    findings = []
+    tested = max(1, len(candidates))
+    for feature, neg_with, pos_with in candidates:
+        finding = _finding(feature, neg_with, pos_with, n_neg, n_pos)
+        # Bonferroni over every feature tested: with hundreds of attributes and a
+        # searched cut, something always looks "significant" at 0.05 by chance.
+        finding["p_adjusted"] = min(1.0, finding["p_value"] * tested)
+        if finding["difference"] <= 0 or finding["p_adjusted"] >= P_VALUE_LIMIT:
+            continue
+        finding["_sets"] = (frozenset(neg_with), frozenset(pos_with))
+        finding["example_traces"] = sorted(per_trace[r][0] for r in neg_with)[:3]
+        findings.append(finding)
+    findings.sort(key=lambda f: (-f["difference"], f["p_value"], -f["negative_count"], _kind_rank(f), f["description"]))
+    kept: list = []
+    seen_sets: dict = {}
+    for finding in findings:
+        sets = finding.pop("_sets")
+        if sets in seen_sets:
+            seen_sets[sets].setdefault("same_traces_as", []).append(finding["description"])
+            continue
+        seen_sets[sets] = finding
+        kept.append(finding)
+    report["findings"] = kept[:top] if top else kept
+    if not kept:
+        report["note"] = "no step attribute or document separates negative from positive traces (p < 0.05)"
+    return report
+
+
+def _kind_rank(finding: dict) -> int:
+    """On a tie (the same traces), prefer what a person acts on: the document used,
+    its staleness, the document retrieved, then a step attribute."""
+    return {"linked": 0, "stale": 1, "retrieved": 2}.get(finding.get("relation"), 3)
