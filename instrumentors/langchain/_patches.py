@@ -546,6 +546,8 @@ def _patch_set_config_context() -> None:
 
 
 def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
+    """Each step fails open on its own: a LangChain version that moved one target loses
+    that piece of tracing, never the app and never the other pieces."""
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models.chat_models import BaseChatModel
     from langchain_core.language_models.llms import BaseLLM
@@ -553,25 +555,34 @@ def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
     from langchain_core.vectorstores import VectorStore
 
     HANDLER.activate(tracer, metrics)
-    _install_hook()
-    _patch_set_config_context()
-    _wrap_method(BaseChatModel, "_generate_with_cache", _generate_with_cache)
-    _wrap_method(BaseChatModel, "_agenerate_with_cache", _agenerate_with_cache)
-    _wrap_method(BaseChatModel, "stream", _stream)
-    _wrap_method(BaseChatModel, "astream", _astream)
-    _wrap_method(BaseLLM, "_generate_helper", _generate_helper)
-    _wrap_method(BaseLLM, "_agenerate_helper", _agenerate_helper)
-    _wrap_method(BaseLLM, "stream", _stream)
-    _wrap_method(BaseLLM, "astream", _astream)
-    _wrap_method(BaseRetriever, "invoke", _retriever_invoke)
-    _wrap_method(BaseRetriever, "ainvoke", _retriever_ainvoke)
-    VECTOR_STORES.install(VectorStore)
-    EMBEDDINGS.install(Embeddings)
+    with fail_open("langchain.instrument.hook"):
+        _install_hook()
+    with fail_open("langchain.instrument.set_config_context"):
+        _patch_set_config_context()
+    for owner, name, wrapper in (
+        (BaseChatModel, "_generate_with_cache", _generate_with_cache),
+        (BaseChatModel, "_agenerate_with_cache", _agenerate_with_cache),
+        (BaseChatModel, "stream", _stream),
+        (BaseChatModel, "astream", _astream),
+        (BaseLLM, "_generate_helper", _generate_helper),
+        (BaseLLM, "_agenerate_helper", _agenerate_helper),
+        (BaseLLM, "stream", _stream),
+        (BaseLLM, "astream", _astream),
+        (BaseRetriever, "invoke", _retriever_invoke),
+        (BaseRetriever, "ainvoke", _retriever_ainvoke),
+    ):
+        with fail_open(f"langchain.instrument.{owner.__name__}.{name}"):
+            _wrap_method(owner, name, wrapper)
+    with fail_open("langchain.instrument.vector_stores"):
+        VECTOR_STORES.install(VectorStore)
+    with fail_open("langchain.instrument.embeddings"):
+        EMBEDDINGS.install(Embeddings)
 
 
 def uninstrument() -> None:
     HANDLER.deactivate()
-    _remove_hook()
+    with fail_open("langchain.uninstrument.hook"):
+        _remove_hook()
     for owner, name, original in reversed(_method_records):
         if isinstance(owner.__dict__.get(name), LCWrapper):
             setattr(owner, name, original)
