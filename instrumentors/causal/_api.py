@@ -7,8 +7,11 @@ fingerprinting, no registry access), and never raise: an internal error is repor
 
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence
 
@@ -25,6 +28,57 @@ from .registry import PROCESS_SCOPE, REGISTRY, Group, Source
 #: outputs fingerprinted per ``produce`` call at most (a retriever returning thousands).
 MAX_OUTPUTS_PER_CALL = 1000
 KINDS = ("document", "generation", "tool_call", "tool_result", "step")
+#: kinds whose outputs are written by a model from its input: what they copied from
+#: their own input is not theirs (see ``_Pending``).
+INHERITING_KINDS = ("generation", "tool_call")
+
+
+class _Pending:
+    """Input keys of recent consumers, until the same span produces (bounded, in-process).
+
+    Why: a model's output often repeats its input (a query rewriter keeps most of the
+    user's question). If those copied shingles counted as the model's own, every later
+    step that reads the *question* would link to the rewriter. So ``consume`` keeps its
+    input keys under a token written in the span's ``consumed`` header, and ``produce``
+    registers a generation with only the keys it did not copy (all of them if it copied
+    everything, e.g. an extractive answer). Hashes only; bounded by entries and keys.
+    """
+
+    MAX_ENTRIES = 2048
+    MAX_KEYS = 262_144
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: "OrderedDict[str, set]" = OrderedDict()
+        self._keys = 0
+        self._ids = itertools.count(1)
+
+    def put(self, keys: set) -> str:
+        token = format(next(self._ids), "x")
+        with self._lock:
+            self._items[token] = keys
+            self._keys += len(keys)
+            while self._items and (len(self._items) > self.MAX_ENTRIES or self._keys > self.MAX_KEYS):
+                _, dropped = self._items.popitem(last=False)
+                self._keys -= len(dropped)
+        return token
+
+    def take(self, token: Optional[str]) -> Optional[set]:
+        if token is None:
+            return None
+        with self._lock:
+            keys = self._items.pop(token, None)
+            if keys is not None:
+                self._keys -= len(keys)
+        return keys
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._keys = 0
+
+
+PENDING = _Pending()
 
 
 @dataclass(frozen=True)
@@ -94,6 +148,9 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     k = cfg.causal_shingle_words
     group = Group()
     entries: List[str] = []
+    attributes = getattr(span, "attributes", None)
+    inherited = PENDING.take(digests.consumption_token(
+        attributes.get(sc.CAUSAL_CONSUMED_DIGESTS) if attributes is not None else None))
     for output in list(outputs)[:MAX_OUTPUTS_PER_CALL]:
         text = getattr(output, "text", None)
         if not isinstance(text, str) or not text:
@@ -105,11 +162,18 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
         document_id = None if output.document_id is None else str(output.document_id)
         rank = _clean_rank(output.rank)
         score = _clean_score(output.score)
-        keys, threshold = fingerprint.sample(fp.keys)
+        own = fp.keys
+        whole_only = False
+        if inherited and kind in INHERITING_KINDS:
+            if fp.short:
+                whole_only = not own.isdisjoint(inherited)
+            else:
+                own = (own - inherited) or own
+        keys, threshold = fingerprint.sample(own)
         source = Source(ctx, parent_span_id, kind, document_id, rank, score, keys, threshold,
-                        fp.words, fp.short, group)
+                        fp.words, fp.short, group, whole_only)
         group.sources.append(source)
-        entries.append(digests.produced_entry(kind, rank, score, fp.words, fp.keys, document_id))
+        entries.append(digests.produced_entry(kind, rank, score, fp.words, own, document_id))
     if not group.sources:
         return
     scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE
@@ -142,8 +206,9 @@ def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg:
     texts = [text for text in (inputs or ()) if isinstance(text, str) and text]
     k = cfg.causal_shingle_words
     found = fingerprint.input_keys(texts, k, REGISTRY.short_lengths())
+    token = PENDING.put(found.inheritable) if found.inheritable else None
     attributes = {
-        sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes),
+        sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes, token),
         sc.CAUSAL_SOURCE_COUNT: 0,
     }
     result = Consumption(attributes=attributes)
@@ -160,7 +225,7 @@ def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg:
     hits = REGISTRY.lookup(scope, found.all, max_age=cfg.causal_max_age_seconds, now=time.monotonic())
     if not hits:
         return result
-    matches, unused = linking.select(hits, found.all, cfg.causal_min_coverage, trace_id)
+    matches, unused = linking.select(hits, found.all, cfg.causal_min_coverage, trace_id, found.wholes)
     if not matches:
         return result
     result.matches = matches

@@ -13,15 +13,17 @@ Format (both attributes are string arrays; the first element is a header):
      "generation;0;;42;<hex16>...;")
 
   Each output is ``kind;rank;score;words;sketch;document_id`` (empty field = unknown;
-  ``document_id`` is last and may itself contain ``;``). ``sketch`` is the output's
+  ``document_id`` is last and may itself contain ``;``). For generations and tool calls
+  the keys are those the model did not copy from its own input. ``sketch`` is the output's
   :data:`PRODUCED_SKETCH` smallest keys, concatenated, ascending (an output shorter than
   ``k`` words has exactly one key: its whole-text key). At most ``max_documents`` outputs.
 
 ``instrumentors.causal.consumed`` on a consuming span::
 
-    ("fp1 k=5 n=1834", "=<hex16>", ..., "<hex16>", ...)
+    ("fp1 k=5 n=1834 c=2f", "=<hex16>", ..., "<hex16>", ...)
 
-  ``n`` is how many distinct shingle keys the inputs had; ``=``-prefixed elements are the
+  ``n`` is how many distinct shingle keys the inputs had; ``c`` is an in-process token
+  (it lets ``produce`` on the same span find what the span consumed; meaningless elsewhere); ``=``-prefixed elements are the
   whole-text keys of inputs shorter than ``k`` words (at most 16); the rest are the
   :data:`CONSUMED_SKETCH` smallest shingle keys, ascending.
 
@@ -56,8 +58,9 @@ CONSUMED_SKETCH = 128
 CONSUMED_WHOLES = 16
 
 
-def header(k: int, n: Optional[int] = None) -> str:
-    return f"{VERSION} k={k}" if n is None else f"{VERSION} k={k} n={n}"
+def header(k: int, n: Optional[int] = None, token: Optional[str] = None) -> str:
+    out = f"{VERSION} k={k}" if n is None else f"{VERSION} k={k} n={n}"
+    return out if token is None else f"{out} c={token}"
 
 
 def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words: int,
@@ -68,7 +71,7 @@ def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words
             f"{'' if document_id is None else document_id}")
 
 
-def consumed_digest(k: int, shingles: set, wholes: Sequence[int]) -> Tuple[str, ...]:
+def consumed_digest(k: int, shingles: set, wholes: Sequence[int], token: Optional[str] = None) -> Tuple[str, ...]:
     ordered = sorted(shingles)
     whole_entries = []
     for key in wholes:
@@ -77,24 +80,34 @@ def consumed_digest(k: int, shingles: set, wholes: Sequence[int]) -> Tuple[str, 
             whole_entries.append(entry)
         if len(whole_entries) >= CONSUMED_WHOLES:
             break
-    return (header(k, len(ordered)), *whole_entries, *(hex_key(key) for key in ordered[:CONSUMED_SKETCH]))
+    return (header(k, len(ordered), token), *whole_entries, *(hex_key(key) for key in ordered[:CONSUMED_SKETCH]))
 
 
 # --- parsing ----------------------------------------------------------------------------
 
 
-def _parse_header(value: str) -> Optional[Dict[str, int]]:
+def _parse_header(value: str) -> Optional[Dict[str, str]]:
     parts = value.split()
     if not parts or parts[0] != VERSION:
         return None
-    out: Dict[str, int] = {}
+    out: Dict[str, str] = {}
     for part in parts[1:]:
-        name, _, number = part.partition("=")
-        try:
-            out[name] = int(number)
-        except ValueError:
-            return None
-    return out if "k" in out else None
+        name, _, text = part.partition("=")
+        out[name] = text
+    try:
+        int(out["k"])
+        int(out.get("n", "0"))
+    except (KeyError, ValueError):
+        return None
+    return out
+
+
+def consumption_token(value: Any) -> Optional[str]:
+    """The in-process token in a ``consumed`` header (see ``_api``), if any."""
+    if not value or isinstance(value, str):
+        return None
+    head = _parse_header(str(value[0]))
+    return None if head is None else head.get("c")
 
 
 def _keys(sketch: str) -> List[int]:
@@ -136,7 +149,7 @@ def parse_produced(value: Any) -> Tuple[Optional[int], List[ProducedOutput]]:
             ))
         except ValueError:
             continue
-    return head["k"], outputs
+    return int(head["k"]), outputs
 
 
 def parse_consumed(value: Any) -> Tuple[Optional[int], int, List[int], List[int]]:
@@ -157,7 +170,7 @@ def parse_consumed(value: Any) -> Tuple[Optional[int], int, List[int], List[int]
         except ValueError:
             continue
     sketch.sort()
-    return head["k"], head.get("n", len(sketch)), sketch, wholes
+    return int(head["k"]), int(head.get("n", len(sketch))), sketch, wholes
 
 
 # --- rebuilding -----------------------------------------------------------------------

@@ -170,20 +170,28 @@ def sample(keys: frozenset, limit: int = MAX_KEYS_PER_SOURCE) -> Tuple[Tuple[int
 # --- consumers ------------------------------------------------------------------------
 
 
+#: inputs up to this many words (all inputs of one consumer together) also record their
+#: short n-grams, so a short output copied from them can be recognised as inherited.
+INHERIT_SCAN_WORDS = 256
+
+
 class InputKeys:
     """Keys of a consumer's inputs.
 
     ``shingles``: the k-shingle keys (what the ``consumed`` digest samples); ``wholes``:
     the whole-text key of each input shorter than k words; ``all``: everything to look
-    up, i.e. both plus the n-grams for short outputs currently registered.
+    up, i.e. both plus the n-grams for short outputs currently registered; ``inheritable``:
+    keys an output of this consumer may have copied from these inputs (``all`` plus, for
+    short inputs, every n-gram of 3..k-1 words).
     """
 
-    __slots__ = ("shingles", "wholes", "all")
+    __slots__ = ("shingles", "wholes", "all", "inheritable")
 
-    def __init__(self, shingles: set, wholes: List[int], all_keys: set) -> None:
+    def __init__(self, shingles: set, wholes: List[int], all_keys: set, inheritable: set) -> None:
         self.shingles = shingles
         self.wholes = wholes
         self.all = all_keys
+        self.inheritable = inheritable
 
 
 def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) -> InputKeys:
@@ -198,10 +206,15 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
     wholes: List[int] = []
     extra: set = set()
     lengths = [n for n in set(short_lengths) if MIN_EMBEDDED_WORDS <= n < k]
+    all_ids = []
+    total_words = 0
     for text in texts:
         ids = word_ids(text)
         if not ids:
             continue
+        total_words += len(ids)
+        if total_words <= INHERIT_SCAN_WORDS:
+            all_ids.append(ids)
         if len(ids) < k:
             wholes.append(tuple_key(ids))
         else:
@@ -212,7 +225,13 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
     all_keys = shingles.union(wholes)
     if extra:
         all_keys |= extra
-    return InputKeys(shingles, wholes, all_keys)
+    inheritable = all_keys
+    if total_words <= INHERIT_SCAN_WORDS and all_ids:
+        inheritable = set(all_keys)
+        for ids in all_ids:
+            for n in range(MIN_EMBEDDED_WORDS, min(k, len(ids) + 1)):
+                inheritable.update(ngram_keys(ids, n))
+    return InputKeys(shingles, wholes, all_keys, inheritable)
 
 
 def hex_key(key: int) -> str:

@@ -24,7 +24,7 @@ with the attributes of :func:`link_attributes`.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from .. import _semconv as sc
 from .registry import Source
@@ -97,11 +97,21 @@ def _own_support(candidate: Source, keyset: frozenset, related: List[Tuple[Sourc
 
 
 def select(
-    hits: Dict[Source, int], input_keys: set, min_coverage: float, trace_id: Optional[int]
+    hits: Dict[Source, int], input_keys: set, min_coverage: float, trace_id: Optional[int],
+    wholes: Iterable[int] = (),
 ) -> Tuple[List[Match], List[str]]:
-    """The outputs to link (ordered) and the unused document ids of linked retrievals."""
+    """The outputs to link (ordered) and the unused document ids of linked retrievals.
+
+    ``wholes`` are the whole-text keys of the consumer's short inputs (``whole_only``
+    outputs match only those).
+    """
     candidates: Dict[Source, float] = {}
+    whole_set = None
     for source, count in hits.items():
+        if source.whole_only:
+            whole_set = set(wholes) if whole_set is None else whole_set
+            if source.keys[0] not in whole_set:
+                continue
         coverage = count / len(source.keys)
         if coverage >= min_coverage:
             candidates[source] = min(coverage, 1.0)

@@ -58,7 +58,8 @@ class Source:
 
     __slots__ = (
         "ctx", "trace_id", "span_id", "parent_span_id", "kind", "document_id", "rank", "score",
-        "keys", "threshold", "words", "short", "signature", "seq", "created", "group", "scope",
+        "keys", "threshold", "words", "short", "whole_only", "signature", "seq", "created", "group",
+        "scope",
     )
 
     def __init__(
@@ -74,6 +75,7 @@ class Source:
         words: int,
         short: bool,
         group: Group,
+        whole_only: bool = False,
     ) -> None:
         self.ctx = ctx
         self.trace_id = ctx.trace_id
@@ -87,6 +89,9 @@ class Source:
         self.threshold = threshold
         self.words = words
         self.short = short
+        # a short output copied from its producer's own input (a rewriter echoing part of
+        # the question): only a consumer input equal to it as a whole links to it
+        self.whole_only = whole_only
         # identical content <=> identical sampled keys and threshold
         self.signature = hash((keys, threshold))
         self.seq = 0
@@ -133,7 +138,7 @@ class Registry:
                 source.scope = scope
                 self._order.append(source)
                 self._total_keys += len(source.keys)
-                if source.short:
+                if source.short and not source.whole_only:
                     self._short[source.words] = self._short.get(source.words, 0) + 1
                 for key in source.keys:
                     held = table.get(key)
@@ -156,7 +161,7 @@ class Registry:
 
     def _unindex(self, source: Source) -> None:
         self._total_keys -= len(source.keys)
-        if source.short:
+        if source.short and not source.whole_only:
             left = self._short.get(source.words, 0) - 1
             if left > 0:
                 self._short[source.words] = left
