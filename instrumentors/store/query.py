@@ -328,6 +328,9 @@ def parse_where(expression: str) -> tuple:
         if not raw.strip():
             raise FilterError(f"filter {expression!r}: missing value after {match.group('op')!r}")
         op = _SYMBOLS[match.group("op")]
+        if raw.strip()[0] in "<>=!~":
+            raise FilterError(f"cannot parse filter {expression!r}: unexpected {raw.strip()[0]!r} after "
+                              f"{match.group('op')!r} (quote the value if it really starts with it)")
         value = raw.strip() if op == "contains" else parse_scalar(raw)
         if op == "contains" and len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
