@@ -188,19 +188,25 @@ class SpanDigests:
     consumed: Any = None  # the instrumentors.causal.consumed attribute value
     start_time: Optional[int] = None
     end_time: Optional[int] = None
+    #: span ids this span already links to (its in-process causal links): the registry
+    #: decided about those producers with full information, so nothing is rebuilt for them.
+    linked_span_ids: frozenset = frozenset()
 
     @classmethod
     def from_attributes(cls, trace_id: Any, span_id: Any, attributes: Mapping[str, Any],
-                        start_time: Optional[int] = None, end_time: Optional[int] = None) -> "SpanDigests":
+                        start_time: Optional[int] = None, end_time: Optional[int] = None,
+                        linked_span_ids: Iterable[Any] = ()) -> "SpanDigests":
         return cls(trace_id, span_id, attributes.get(sc.CAUSAL_PRODUCED_DIGESTS),
-                   attributes.get(sc.CAUSAL_CONSUMED_DIGESTS), start_time, end_time)
+                   attributes.get(sc.CAUSAL_CONSUMED_DIGESTS), start_time, end_time,
+                   frozenset(linked_span_ids))
 
     @classmethod
-    def from_span(cls, span: Any) -> "SpanDigests":
-        """From an SDK ``ReadableSpan``."""
+    def from_span(cls, span: Any, *, with_links: bool = True) -> "SpanDigests":
+        """From an SDK ``ReadableSpan`` (ids as ints, like ``SpanContext``)."""
         ctx = span.get_span_context()
+        linked = [link.context.span_id for link in (span.links or ())] if with_links else ()
         return cls.from_attributes(ctx.trace_id, ctx.span_id, span.attributes or {},
-                                   span.start_time, span.end_time)
+                                   span.start_time, span.end_time, linked)
 
 
 @dataclass(frozen=True)
@@ -215,6 +221,9 @@ class RebuiltLink:
     rank: Optional[int]
     score: Optional[float]
     coverage: float
+    #: another rebuilt link of this consumer, of the same kind, has overlapping keys
+    #: (near-duplicate documents, overlapping chunks): sketches cannot tell which was used.
+    ambiguous: bool = False
 
     def attributes(self) -> dict:
         """The link attributes the in-process registry would have written."""
@@ -238,8 +247,10 @@ def rebuild_links(
     """Rebuild causal links from span digests (a pure function; no registry involved).
 
     ``scope="trace"`` links only within a trace (the default, as in-process);
-    ``"process"`` across all the given spans. Cost: linear in the digests, through an
-    index from key to produced outputs. Self-links are never made.
+    ``"process"`` across all the given spans. Self-links are never made, nor links to a
+    producer span the consumer already links to (``SpanDigests.linked_span_ids``), so the
+    result *complements* the links recorded in process. Cost: linear in the digests,
+    through an index from key to produced outputs.
     """
     spans = list(spans)
     index: Dict[Tuple[Any, int, int], List[Tuple[SpanDigests, ProducedOutput]]] = {}
@@ -263,6 +274,7 @@ def rebuild_links(
         present = set(sketch)
         whole_set = set(wholes)
         seen: set = set()
+        found: List[Tuple[SpanDigests, ProducedOutput, float, frozenset]] = []
         for key in (*wholes, *sketch):
             for producer, output in index.get((scope_key, k, key), ()):
                 ident = (id(producer), id(output))
@@ -272,21 +284,27 @@ def rebuild_links(
                 if producer is consumer or (producer.trace_id == consumer.trace_id
                                             and producer.span_id == consumer.span_id):
                     continue
+                if producer.span_id in consumer.linked_span_ids:
+                    continue
                 if (producer.end_time is not None and consumer.start_time is not None
                         and producer.end_time > consumer.start_time):
                     continue
                 if len(output.keys) == 1 and output.words < k:
+                    comparable = frozenset(output.keys)
                     coverage = 1.0 if (output.keys[0] in whole_set or output.keys[0] in present) else 0.0
                 else:
-                    comparable = [key_ for key_ in output.keys if key_ <= ceiling]
+                    comparable = frozenset(key_ for key_ in output.keys if key_ <= ceiling)
                     if not comparable:
                         continue
                     coverage = sum(1 for key_ in comparable if key_ in present) / len(comparable)
-                if coverage < min_coverage:
-                    continue
-                links.append(RebuiltLink(
-                    consumer.trace_id, consumer.span_id, producer.trace_id, producer.span_id,
-                    LINK_TYPES.get(output.kind, sc.LINK_CAUSED_BY_STEP), output.kind,
-                    output.document_id, output.rank, output.score, coverage,
-                ))
+                if coverage >= min_coverage:
+                    found.append((producer, output, coverage, comparable))
+        for i, (producer, output, coverage, comparable) in enumerate(found):
+            ambiguous = any(j != i and other.kind == output.kind and not comparable.isdisjoint(keys)
+                            for j, (_, other, _, keys) in enumerate(found))
+            links.append(RebuiltLink(
+                consumer.trace_id, consumer.span_id, producer.trace_id, producer.span_id,
+                LINK_TYPES.get(output.kind, sc.LINK_CAUSED_BY_STEP), output.kind,
+                output.document_id, output.rank, output.score, coverage, ambiguous,
+            ))
     return links
