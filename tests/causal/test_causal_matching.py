@@ -257,3 +257,51 @@ def test_normalisation():
     # numbers that are content are kept
     assert fpmod.normalise("version 3.5 costs 2024 dollars") == "version 3 5 costs 2024 dollars"
     assert fpmod.word_ids("") == []
+
+
+# --- what a model copied from its own input is not its output --------------------------
+
+
+def llm(tracer, inputs, output, set_attributes=True):
+    consumption = consume(inputs)
+    span = tracer.start_span("chat", links=consumption.links,
+                             attributes=consumption.attributes if set_attributes else None)
+    produce(span, [Produced(output, "generation")])
+    span.end()
+    return span
+
+
+QUESTION = "hi! what is the refund window for goods that arrived damaged, and do I need the receipt?"
+
+
+def test_rewriter_echoing_the_question_does_not_link_readers_of_the_question(tracer):
+    with tracer.start_as_current_span("request"):
+        rewriter = llm(tracer, ["Rewrite as a search query.", QUESTION],
+                       "refund window for goods that arrived damaged, and do I need the receipt: policy lookup")
+        assert consume(["Question: " + QUESTION]).links == []
+        query = consume(["refund window for goods that arrived damaged, and do I need the receipt: policy lookup"])
+    assert [l.context.span_id for l in query.links] == [rewriter.get_span_context().span_id]
+
+
+def test_without_the_consumed_attribute_the_whole_output_counts(tracer):
+    """An instrumentor that forgot to set consumption.attributes: graceful, just less exact."""
+    with tracer.start_as_current_span("request"):
+        llm(tracer, ["Rewrite as a search query.", QUESTION],
+            "refund window for goods that arrived damaged, and do I need the receipt: policy lookup",
+            set_attributes=False)
+        assert len(consume(["Question: " + QUESTION]).links) == 1
+
+
+def test_short_output_copied_from_the_input_links_only_as_a_whole(tracer):
+    with tracer.start_as_current_span("request"):
+        extractor = llm(tracer, ["Extract the topic.", QUESTION], "goods that arrived damaged")
+        assert consume(["Question: " + QUESTION]).links == []
+        query = consume(["Goods that arrived damaged"])
+    assert [l.context.span_id for l in query.links] == [extractor.get_span_context().span_id]
+
+
+def test_purely_extractive_answer_keeps_all_its_keys(tracer):
+    with tracer.start_as_current_span("request"):
+        extract = llm(tracer, ["Quote the relevant sentence.", REFUND], REFUND.split(". ")[1] + ".")
+        validated = consume([REFUND.split(". ")[1]])
+    assert [l.context.span_id for l in validated.links] == [extract.get_span_context().span_id]
