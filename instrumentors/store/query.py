@@ -279,6 +279,8 @@ def compile_filters(conditions: Sequence[Condition], key_ids: Mapping[str, Optio
         params.extend(sub_params)
     if not selects:
         return None
+    if len(selects) == 1:
+        return "SELECT DISTINCT" + selects[0][len("SELECT"):]
     return " INTERSECT ".join(selects)
 
 

@@ -502,7 +502,12 @@ def summarize(row: Sequence, spans: Sequence[dict], feedback: Sequence[dict], ex
     out = _trace_meta(row)
     scores = [f["score"] for f in feedback]
     lowest = min(feedback, key=lambda f: f["score"]) if feedback else None
-    out["feedback.score"] = lowest["score"] if lowest else None
+    if lowest is None:  # feedback.score set by hand on a span (no record_feedback): what the filter saw
+        hand = [v for s in spans if (v := s["attributes"].get(sc.FEEDBACK_SCORE)) is not None
+                and isinstance(v, (int, float)) and not isinstance(v, bool)]
+        out["feedback.score"] = min(hand) if hand else None
+    else:
+        out["feedback.score"] = lowest["score"]
     out["feedback.count"] = len(scores)
     out["feedback.reason"] = lowest["reason"] if lowest else None
     out["feedback.step_blamed"] = lowest["step_blamed"] if lowest else None

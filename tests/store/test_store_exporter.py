@@ -1,0 +1,234 @@
+"""SQLiteSpanExporter: exact round trip, concurrent writers, duplicates, fail-open."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import multiprocessing
+import os
+import sqlite3
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from instrumentors import _semconv as sc
+from instrumentors.store import SQLiteSpanExporter, TraceStore
+from instrumentors.store.schema import MAX_INDEXED_STRING, NO_START
+
+LONG = "x" * (MAX_INDEXED_STRING + 50)
+
+
+def _db(path):
+    return sqlite3.connect(path)
+
+
+def test_round_trip_keeps_every_field(store_provider, store_path):
+    tracer = store_provider.get_tracer("t", "1.2")
+    with tracer.start_as_current_span("root", attributes={"input.query": "q?"}) as root:
+        with tracer.start_as_current_span("child", kind=SpanKind.CLIENT, attributes={
+            "s": "text", "long": LONG, "i": 7, "f": 0.25, "b": True, "arr": ("a", "b"), "nums": (1.5, 2.5),
+        }) as child:
+            child.add_event("retry", {"attempt": 2})
+        linked = tracer.start_span("consumer", links=[Link(child.get_span_context(), {
+            sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_INFORMED_BY, sc.LINK_DOCUMENT_ID: "doc-1", sc.LINK_RANK: 0,
+            sc.LINK_SCORE: 0.8, sc.LINK_COVERAGE: 0.95, sc.LINK_SOURCE_KIND: "document"})])
+        linked.set_status(Status(StatusCode.ERROR, "boom"))
+        linked.end()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+
+    with TraceStore(store_path) as store:
+        data = store.trace(trace_id)
+    assert data["trace_id"] == trace_id
+    assert data["root_name"] == "root"
+    assert data["span_count"] == 3
+    assert data["error_count"] == 1
+    [root_node] = data["roots"]
+    assert root_node["attributes"] == {"input.query": "q?"}
+    assert [c["name"] for c in root_node["children"]] == ["child", "consumer"]
+    child_node, consumer = root_node["children"]
+    assert child_node["kind"] == "CLIENT"
+    assert child_node["scope"] == "t"
+    assert child_node["attributes"] == {"s": "text", "long": LONG, "i": 7, "f": 0.25, "b": True,
+                                        "arr": ["a", "b"], "nums": [1.5, 2.5]}
+    assert child_node["parent_span_id"] == root_node["span_id"]
+    assert [(e["name"], e["attributes"]) for e in child_node["events"]] == [("retry", {"attempt": 2})]
+    assert consumer["status"] == "ERROR" and consumer["status_message"] == "boom"
+    [link] = consumer["links"]
+    assert link["span_id"] == child_node["span_id"] and link["trace_id"] == trace_id
+    assert (link["link_type"], link["document_id"], link["score"], link["coverage"], link["source_kind"]) == (
+        sc.LINK_INFORMED_BY, "doc-1", 0.8, 0.95, "document")
+    assert link["attributes"][sc.LINK_RANK] == 0
+    assert link["name"] == "child"
+
+    with _db(store_path) as db:
+        rows = db.execute(
+            "SELECT k.name, a.pos, a.num, a.str FROM attrs a JOIN keys k ON k.id = a.key "
+            "JOIN spans s ON s.id = a.span WHERE s.name = 'child' ORDER BY k.name, a.pos").fetchall()
+        assert rows == [("arr", 0, None, "a"), ("arr", 1, None, "b"), ("b", 0, 1.0, None), ("f", 0, 0.25, None),
+                        ("i", 0, 7.0, None), ("nums", 0, 1.5, None), ("nums", 1, 2.5, None), ("s", 0, None, "text")]
+        assert db.execute("SELECT value FROM attr_text").fetchall() == [(LONG,)]
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        resource = json.loads(db.execute("SELECT attributes FROM resources").fetchone()[0])
+        assert resource["service.name"] == "store-tests"
+
+
+def test_digests_are_kept_but_not_indexed(store_provider, store_path):
+    tracer = store_provider.get_tracer("t")
+    digest = ("fp1 k=5 n=3", "00000000000000aa", "00000000000000bb")
+    with tracer.start_as_current_span("consumer", attributes={sc.CAUSAL_CONSUMED_DIGESTS: digest}) as span:
+        pass
+    with TraceStore(store_path) as store:
+        stored = store.trace(format(span.get_span_context().trace_id, "032x"))["roots"][0]
+    assert stored["attributes"][sc.CAUSAL_CONSUMED_DIGESTS] == list(digest)
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*) FROM keys WHERE name = ?", (sc.CAUSAL_CONSUMED_DIGESTS,)).fetchone()[0] == 0
+
+
+def _span(trace_id: int, span_id: int, parent: int = 0, name: str = "s", attrs=None, start=1000, end=2000):
+    ctx = SpanContext(trace_id, span_id, False, TraceFlags(1))
+    parent_ctx = SpanContext(trace_id, parent, False, TraceFlags(1)) if parent else None
+    return ReadableSpan(name, ctx, parent_ctx, Resource.create({"service.name": "raw"}), attrs or {},
+                        start_time=start, end_time=end)
+
+
+def test_duplicate_spans_are_stored_once(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    batch = [_span(1, 1, name="root", attrs={"a": 1}), _span(1, 2, 1, attrs={"a": 2})]
+    assert exporter.export(batch) == SpanExportResult.SUCCESS
+    assert exporter.export(batch + [_span(1, 3, 1, attrs={"a": 3})]) == SpanExportResult.SUCCESS
+    assert exporter.export([_span(1, 3, 1, attrs={"a": 3}), _span(1, 3, 1, attrs={"a": 3})]) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*) FROM spans").fetchone()[0] == 3
+        assert db.execute("SELECT span_count FROM traces").fetchone()[0] == 3
+        assert sorted(r[0] for r in db.execute("SELECT num FROM attrs")) == [1.0, 2.0, 3.0]
+
+
+def test_feedback_span_fills_the_feedback_table_and_never_stretches_the_trace(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    exporter.export([_span(5, 1, name="root", start=1_000, end=9_000), _span(5, 2, 1, start=2_000, end=3_000)])
+    exporter.export([_span(5, 3, 1, name="feedback", start=10 ** 15, end=10 ** 15, attrs={
+        sc.SPAN_KIND: sc.KIND_FEEDBACK, sc.FEEDBACK_SCORE: 0.0, sc.FEEDBACK_KEY: "user",
+        sc.FEEDBACK_REASON: "stale", sc.FEEDBACK_STEP_BLAMED: "retrieval", "ticket": "T-1"})])
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT start_ns, end_ns, span_count, root_span_id, root_name FROM traces").fetchall() == [
+            (1_000, 9_000, 3, format(1, "016x"), "root")]
+        row = db.execute("SELECT trace_id, span_id, target_span_id, key, score, reason, step_blamed, time_ns,"
+                         " attributes FROM feedback").fetchone()
+    assert row == (format(5, "032x"), format(3, "016x"), format(1, "016x"), "user", 0.0, "stale", "retrieval",
+                   10 ** 15, '{"ticket":"T-1"}')
+
+
+def test_trace_known_only_from_feedback_has_no_start(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    exporter.export([_span(6, 3, 99, name="feedback", attrs={sc.SPAN_KIND: sc.KIND_FEEDBACK, sc.FEEDBACK_SCORE: 1.0})])
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT start_ns, end_ns, root_span_id FROM traces").fetchone() == (NO_START, 0, None)
+    with TraceStore(store_path) as store:
+        [summary] = store.query()
+    assert summary["start_time"] is None and summary["duration_ms"] is None and summary["feedback.score"] == 1.0
+
+
+def test_local_root_under_a_remote_parent_is_the_root(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    remote = SpanContext(7, 77, True, TraceFlags(1))
+    server = ReadableSpan("GET /ask", SpanContext(7, 1, False, TraceFlags(1)), remote, start_time=1, end_time=5)
+    exporter.export([_span(7, 2, 1, name="inner"), server])
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT root_span_id, root_name FROM traces").fetchone() == (format(1, "016x"), "GET /ask")
+        assert db.execute("SELECT parent_remote FROM spans WHERE name = 'GET /ask'").fetchone() == (1,)
+
+
+def _writer(path: str, worker: int, traces: int, start, spans_per_trace: int = 5) -> None:
+    exporter = SQLiteSpanExporter(path, busy_timeout_ms=60_000)
+    start.wait()
+    batch = []
+    for t in range(traces):
+        trace_id = (worker << 64) | (t + 1)
+        batch.append(_span(trace_id, 1, name="root", attrs={"worker": worker}))
+        for s in range(2, spans_per_trace + 1):
+            batch.append(_span(trace_id, s, 1, name="step", attrs={"worker": worker, "n": s}))
+        if len(batch) >= 40:
+            assert exporter.export(batch) == SpanExportResult.SUCCESS
+            batch = []
+    if batch:
+        assert exporter.export(batch) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+
+
+def test_several_processes_write_at_once(store_path):
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    workers = [ctx.Process(target=_writer, args=(store_path, w, 120, start)) for w in range(1, 5)]
+    for p in workers:
+        p.start()
+    start.set()
+    for p in workers:
+        p.join(60)
+    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*) FROM spans").fetchone()[0] == 4 * 120 * 5
+        assert db.execute("SELECT count(*), min(span_count), max(span_count) FROM traces").fetchone() == (480, 5, 5)
+        assert db.execute("SELECT count(DISTINCT id) FROM spans").fetchone()[0] == 2400
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        per_worker = dict(db.execute(
+            "SELECT a.num, count(*) FROM attrs a JOIN keys k ON k.id = a.key WHERE k.name = 'worker' GROUP BY a.num"))
+    assert per_worker == {1.0: 600, 2.0: 600, 3.0: 600, 4.0: 600}
+    with TraceStore(store_path) as store:
+        assert store.count({"worker": 3}) == 120
+        assert store.count({"worker": 3, "n": {"gte": 5}}, level="span") == 120
+
+
+def test_export_failure_is_reported_not_raised(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    exporter = SQLiteSpanExporter(str(blocker / "traces.db"))
+    with caplog.at_level(logging.WARNING, logger="instrumentors"):
+        assert exporter.export([_span(1, 1)]) == SpanExportResult.FAILURE
+        assert exporter.export([_span(1, 2)]) == SpanExportResult.FAILURE
+    reports = [r for r in caplog.records if "internal error in store export" in r.getMessage()]
+    assert len(reports) == 1  # rate-limited
+
+
+def test_export_after_shutdown_fails_and_empty_batch_succeeds(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    assert exporter.export([]) == SpanExportResult.SUCCESS
+    assert exporter.force_flush() is True
+    exporter.shutdown()
+    assert exporter.export([_span(1, 1)]) == SpanExportResult.FAILURE
+
+
+def test_default_path_comes_from_config(tmp_path, set_config):
+    set_config(store_path=str(tmp_path / "cfg" / "t.db"))
+    exporter = SQLiteSpanExporter()
+    assert exporter.path == str(tmp_path / "cfg" / "t.db")
+    assert exporter.export([_span(1, 1)]) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    assert os.path.exists(tmp_path / "cfg" / "t.db")
+
+
+def test_entry_point_is_the_sqlite_exporter():
+    eps = importlib.metadata.entry_points(group="opentelemetry_traces_exporter")
+    [ep] = [e for e in eps if e.name == "instrumentors"]
+    assert ep.load() is SQLiteSpanExporter
+
+
+def test_sdk_provider_with_the_exporter_never_raises_into_the_app(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(str(blocker / "t.db"))))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("app") as span:
+        value = 41 + 1
+    assert value == 42 and not span.is_recording()
+    provider.shutdown()
+    assert trace.get_current_span() is trace.INVALID_SPAN or not trace.get_current_span().is_recording()
