@@ -30,6 +30,9 @@ from opentelemetry.trace import Span
 from .._spans import attached, context_with_llm_frame, current_llm_frame
 
 PENDING_KEY = otel_context.create_key("instrumentors.langchain.pending_run")
+#: The tool call id a ``BaseTool.run`` was given (langchain-core 0.3 does not pass it to
+#: ``on_tool_start``; 1.x does).
+TOOL_CALL_ID_KEY = otel_context.create_key("instrumentors.langchain.tool_call_id")
 
 KIND_LLM = "llm"
 KIND_RETRIEVER = "retriever"

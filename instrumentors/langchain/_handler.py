@@ -40,7 +40,7 @@ from .._spans import (
 )
 from . import _readers as readers
 from . import _retrieval as retrieval
-from ._context import KIND_LLM, KIND_RETRIEVER, claim_pending
+from ._context import KIND_LLM, KIND_RETRIEVER, TOOL_CALL_ID_KEY, claim_pending
 
 _log = logging.getLogger("instrumentors")
 
@@ -356,7 +356,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         serialized = serialized if isinstance(serialized, dict) else {}
         name = serialized.get("name") or kwargs.get("name") or "tool"
         description = serialized.get("description")
-        call_id = kwargs.get("tool_call_id")
+        call_id = kwargs.get("tool_call_id") or otel_context.get_value(TOOL_CALL_ID_KEY)
         args_text = input_str if isinstance(input_str, str) else _content.dumps(inputs)
         attrs = {
             sc.GEN_AI_OPERATION_NAME: sc.OP_EXECUTE_TOOL,

@@ -44,6 +44,7 @@ from . import _retrieval as retrieval
 from ._context import (
     KIND_LLM,
     KIND_RETRIEVER,
+    TOOL_CALL_ID_KEY,
     PendingAsyncStream,
     PendingStream,
     SpanInConfigContext,
@@ -215,6 +216,28 @@ def _retriever_invoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dic
 
 async def _retriever_ainvoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     ctx = _retriever_context(instance, kwargs)
+    if ctx is None:
+        return await wrapped(*args, **kwargs)
+    with attached(ctx):
+        return await wrapped(*args, **kwargs)
+
+
+def _tool_context(kwargs: dict) -> Optional[otel_context.Context]:
+    if not HANDLER.active:
+        return None
+    return otel_context.set_value(TOOL_CALL_ID_KEY, kwargs.get("tool_call_id"))
+
+
+def _tool_run(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _tool_context(kwargs)
+    if ctx is None:
+        return wrapped(*args, **kwargs)
+    with attached(ctx):
+        return wrapped(*args, **kwargs)
+
+
+async def _tool_arun(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    ctx = _tool_context(kwargs)
     if ctx is None:
         return await wrapped(*args, **kwargs)
     with attached(ctx):
@@ -552,6 +575,7 @@ def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
     from langchain_core.language_models.chat_models import BaseChatModel
     from langchain_core.language_models.llms import BaseLLM
     from langchain_core.retrievers import BaseRetriever
+    from langchain_core.tools import BaseTool
     from langchain_core.vectorstores import VectorStore
 
     HANDLER.activate(tracer, metrics)
@@ -570,6 +594,8 @@ def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
         (BaseLLM, "astream", _astream),
         (BaseRetriever, "invoke", _retriever_invoke),
         (BaseRetriever, "ainvoke", _retriever_ainvoke),
+        (BaseTool, "run", _tool_run),
+        (BaseTool, "arun", _tool_arun),
     ):
         with fail_open(f"langchain.instrument.{owner.__name__}.{name}"):
             _wrap_method(owner, name, wrapper)

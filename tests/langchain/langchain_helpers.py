@@ -115,24 +115,34 @@ def rag_chain(retriever: Any, model: Any) -> Any:
 
 
 def tree(spans: list, root: Any = None) -> list:
-    """Nested (name, [children]) lists, children in start order; roots are spans whose
-    parent is not among ``spans`` (or whose parent is ``root``)."""
+    """Nested (name, [children]) lists in a canonical order (sorted), so trees with
+    concurrent branches (RunnableParallel, batch) compare deterministically; roots are
+    spans whose parent is not among ``spans`` (or the children of ``root``). Sequence
+    order is checked separately with :func:`ordered_children`."""
     ids = {s.context.span_id for s in spans}
 
     def kids(parent_id: Optional[int]) -> list:
-        out = [s for s in spans if (s.parent.span_id if s.parent else None) == parent_id]
-        return sorted(out, key=lambda s: s.start_time)
+        return [s for s in spans if (s.parent.span_id if s.parent else None) == parent_id]
 
     if root is not None:
         top = kids(root.context.span_id)
     else:
-        top = sorted([s for s in spans if s.parent is None or s.parent.span_id not in ids],
-                     key=lambda s: s.start_time)
-    return [(s.name, _subtree(s, kids)) for s in top]
+        top = [s for s in spans if s.parent is None or s.parent.span_id not in ids]
+    return canonical([(s.name, _subtree(s, kids)) for s in top])
 
 
 def _subtree(span: Any, kids: Any) -> list:
     return [(c.name, _subtree(c, kids)) for c in kids(span.context.span_id)]
+
+
+def canonical(nodes: list) -> list:
+    return sorted(((name, canonical(children)) for name, children in nodes), key=repr)
+
+
+def ordered_children(spans: list, parent: Any) -> list:
+    """Names of ``parent``'s children in start order."""
+    kids = [s for s in spans if s.parent is not None and s.parent.span_id == parent.context.span_id]
+    return [s.name for s in sorted(kids, key=lambda s: s.start_time)]
 
 
 def one(spans: list, name: str) -> Any:

@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_core.runnables import base as runnables_base
 from langchain_core.runnables import config as runnables_config
+from langchain_core.tools import BaseTool
 from langchain_core.tools import base as tools_base
 from langchain_core.tracers import context as tracers_context
 from langchain_core.vectorstores import InMemoryVectorStore, VectorStore
@@ -45,7 +46,7 @@ PATCHED_METHODS = [
     (BaseChatModel, "_generate_with_cache"), (BaseChatModel, "_agenerate_with_cache"),
     (BaseChatModel, "stream"), (BaseChatModel, "astream"),
     (BaseLLM, "_generate_helper"), (BaseLLM, "_agenerate_helper"), (BaseLLM, "stream"), (BaseLLM, "astream"),
-    (BaseRetriever, "invoke"), (BaseRetriever, "ainvoke"),
+    (BaseRetriever, "invoke"), (BaseRetriever, "ainvoke"), (BaseTool, "run"), (BaseTool, "arun"),
     (InMemoryVectorStore, "similarity_search"), (InMemoryVectorStore, "similarity_search_with_score"),
     (InMemoryVectorStore, "_similarity_search_with_score_by_vector"),
     (InMemoryVectorStore, "max_marginal_relevance_search"), (InMemoryVectorStore, "asimilarity_search"),
