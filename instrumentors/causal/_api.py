@@ -173,7 +173,8 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
         source = Source(ctx, parent_span_id, kind, document_id, rank, score, keys, threshold,
                         fp.words, fp.short, group, whole_only)
         group.sources.append(source)
-        entries.append(digests.produced_entry(kind, rank, score, fp.words, own, document_id))
+        # the sample holds the smallest keys in ascending order: the digest's sketch
+        entries.append(digests.produced_entry(kind, rank, score, fp.words, keys, document_id))
     if not group.sources:
         return
     scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE

@@ -44,11 +44,15 @@ MAX_KEYS_PER_SOURCE = 256
 #: shortest n-gram (in words) a short output is searched for inside a longer input.
 MIN_EMBEDDED_WORDS = 3
 
-# A run of separators, optionally followed by list markers / citation numbers ("1.",
-# "2)", "[3]", "(4)": 1-3 digits then . ) or ] not followed by a word character) and
-# more separators. One regex pass does both jobs.
-_SEPARATORS = re.compile(r"[\W_]+(?:\d{1,3}[.)\]](?![^\W_])[\W_]*)*")
+# List markers and citation numbers: 1-3 digits then . ) or ], after a separator (or at
+# the start) and not followed by a word character. "1.", "2)", "[3]", "(4)"; not "3.5".
+_MARKERS = re.compile(r"(?:^|(?<=[\W_]))\d{1,3}[.)\]](?![^\W_])")
+_MARKER_HINT = re.compile(r"\d[.)\]]")
+_SEPARATORS = re.compile(r"[\W_]+")
 _ESCAPES = re.compile(r"\\(?:u([0-9a-fA-F]{4})|[nrtbf\"'\\/])")
+# ASCII fast path: after lower(), every byte that is not [0-9a-z] is a separator. This is
+# exactly what the regex path does for ASCII characters, so both paths agree.
+_ASCII_SEPARATORS = bytes(c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256))
 _from_bytes = int.from_bytes
 _LITTLE = itertools.repeat("little")
 
@@ -58,26 +62,34 @@ def _unescape(match: "re.Match[str]") -> str:
     return chr(int(code, 16)) if code else " "
 
 
+def _words(text: str) -> List[bytes]:
+    """Normalised words as UTF-8 bytes (see the module docstring for the rules)."""
+    if len(text) > MAX_INPUT_CHARS:
+        text = text[:MAX_INPUT_CHARS]
+    if "\\" in text:
+        text = _ESCAPES.sub(_unescape, text)
+    if text.isascii():
+        lowered = text.lower()
+        if _MARKER_HINT.search(lowered):
+            lowered = _MARKERS.sub(" ", lowered)
+        return lowered.encode("ascii").translate(_ASCII_SEPARATORS).split()
+    lowered = unicodedata.normalize("NFKC", text).casefold()
+    if _MARKER_HINT.search(lowered):
+        lowered = _MARKERS.sub(" ", lowered)
+    return _SEPARATORS.sub(" ", lowered).encode("utf-8").split()
+
+
 def normalise(text: str) -> str:
     """Normalised form of ``text``: lower-case words separated by single spaces.
 
     Public for tests and for users who want to check why two texts (do not) match.
     """
-    if len(text) > MAX_INPUT_CHARS:
-        text = text[:MAX_INPUT_CHARS]
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-        lowered = text.casefold()
-    else:
-        lowered = text.lower()
-    if "\\" in lowered:
-        lowered = _ESCAPES.sub(_unescape, lowered)
-    return _SEPARATORS.sub(" ", " " + lowered).strip()
+    return " ".join(word.decode("utf-8") for word in _words(text))
 
 
 def word_ids(text: str) -> List[int]:
     """The normalised words of ``text`` as integers (their UTF-8 bytes, little-endian)."""
-    return list(map(_from_bytes, normalise(text).encode("utf-8").split(), _LITTLE))
+    return list(map(_from_bytes, _words(text), _LITTLE))
 
 
 # --- the key function -----------------------------------------------------------------
@@ -170,9 +182,9 @@ def sample(keys: frozenset, limit: int = MAX_KEYS_PER_SOURCE) -> Tuple[Tuple[int
 # --- consumers ------------------------------------------------------------------------
 
 
-#: inputs up to this many words (all inputs of one consumer together) also record their
-#: short n-grams, so a short output copied from them can be recognised as inherited.
-INHERIT_SCAN_WORDS = 256
+#: inputs (messages) up to this many words also record their short n-grams, so a short
+#: output copied from them (a rewriter echoing part of the question) is recognised.
+INHERIT_SCAN_WORDS = 64
 
 
 class InputKeys:
@@ -206,15 +218,13 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
     wholes: List[int] = []
     extra: set = set()
     lengths = [n for n in set(short_lengths) if MIN_EMBEDDED_WORDS <= n < k]
-    all_ids = []
-    total_words = 0
+    small: List[List[int]] = []
     for text in texts:
         ids = word_ids(text)
         if not ids:
             continue
-        total_words += len(ids)
-        if total_words <= INHERIT_SCAN_WORDS:
-            all_ids.append(ids)
+        if len(ids) <= INHERIT_SCAN_WORDS:
+            small.append(ids)
         if len(ids) < k:
             wholes.append(tuple_key(ids))
         else:
@@ -222,13 +232,13 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
         for n in lengths:
             if n < len(ids):
                 extra.update(ngram_keys(ids, n))
-    all_keys = shingles.union(wholes)
+    all_keys = shingles.union(wholes) if (wholes or extra) else shingles
     if extra:
         all_keys |= extra
     inheritable = all_keys
-    if total_words <= INHERIT_SCAN_WORDS and all_ids:
+    if small:
         inheritable = set(all_keys)
-        for ids in all_ids:
+        for ids in small:
             for n in range(MIN_EMBEDDED_WORDS, min(k, len(ids) + 1)):
                 inheritable.update(ngram_keys(ids, n))
     return InputKeys(shingles, wholes, all_keys, inheritable)

@@ -305,3 +305,13 @@ def test_purely_extractive_answer_keeps_all_its_keys(tracer):
         extract = llm(tracer, ["Quote the relevant sentence.", REFUND], REFUND.split(". ")[1] + ".")
         validated = consume([REFUND.split(". ")[1]])
     assert [l.context.span_id for l in validated.links] == [extract.get_span_context().span_id]
+
+
+def test_ascii_fast_path_and_unicode_path_agree():
+    """An ASCII document inside a prompt with one non-ASCII character takes the other
+    code path: the words must be the same."""
+    rng = random.Random(11)
+    alphabet = "abcXYZ019 .,;:!?()[]{}<>\"'-_/\\*#\n\t"
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        assert fpmod.normalise(text + " \u00e9t\u00e9") == (fpmod.normalise(text) + " \u00e9t\u00e9").strip()

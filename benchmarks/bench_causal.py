@@ -1,0 +1,230 @@
+"""Cost of the causal-link registry, measured in one run.
+
+1. Matching cost per KB of prompt with 10, 1,000 and 100,000 registered documents (all in
+   the consumer's own trace: the worst case for trace scope). It must stay flat in the
+   count: a look-up is hash probes over the prompt's shingles, never a loop over documents.
+2. Added overhead per generation span, links on vs off: the instrumentor pattern (consume
+   the prompt before start, produce the completion before end) on a bare span, and, if
+   the OpenAI instrumentor is importable, a real ``chat.completions.create`` through an
+   in-process fake transport. Prompts of 1 KB and 8 KB quoting 5 of 10 retrieved documents.
+3. Memory after 1,000,000 registrations with the default bounds (10,000 outputs,
+   320,000 keys, 900 s): registry size and process RSS growth.
+
+    python benchmarks/bench_causal.py            # about a minute
+    python benchmarks/bench_causal.py --quick    # fewer calls/registrations, rougher figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import os
+import random
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import null_provider, per_call_us  # noqa: E402
+from opentelemetry import trace  # noqa: E402
+
+from instrumentors import _config  # noqa: E402
+from instrumentors.causal import Produced, consume, produce  # noqa: E402
+from instrumentors.causal._api import PENDING  # noqa: E402
+from instrumentors.causal.registry import REGISTRY  # noqa: E402
+
+RNG = random.Random(42)
+VOCAB = ["".join(RNG.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(RNG.randint(3, 9))) for _ in range(20000)]
+
+
+def words(n: int) -> str:
+    return " ".join(RNG.choice(VOCAB) for _ in range(n))
+
+
+def configure(**changes) -> None:
+    _config.set_config(dataclasses.replace(_config.from_env(), **changes))
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+
+def prompt_with(docs: list, size_kb: int) -> str:
+    body = "Answer from the context only.\n\n" + "\n\n".join(f"[{i}] {d}" for i, d in enumerate(docs, 1))
+    while len(body) < size_kb * 1024:
+        body += "\n" + words(20)
+    return body[: size_kb * 1024]
+
+
+# --- 1. matching cost vs registered documents -------------------------------------------
+
+
+def matching_cost(counts: tuple, calls: int) -> None:
+    print("\n1. consume() cost per KB of prompt vs registered documents (one trace, 24-word docs)")
+    print(f"{'registered docs':>16} {'1 KB prompt us':>15} {'8 KB prompt us':>15} {'us per KB (8 KB)':>17} {'links':>6}")
+    tracer = null_provider().get_tracer("bench")
+    rows = []
+    for count in counts:
+        REGISTRY.clear()
+        PENDING.clear()
+        configure(causal_max_entries=max(10_000, count))
+        docs = [words(24) for _ in range(count)]
+        with tracer.start_as_current_span("request"):
+            for start in range(0, count, 100):
+                span = tracer.start_span("retrieve")
+                produce(span, [Produced(d, "document", f"d{start + i}", i) for i, d in enumerate(docs[start:start + 100])])
+                span.end()
+            used = docs[:5] if count >= 5 else docs
+            small, large = prompt_with(used[:2], 1), prompt_with(used, 8)
+            links = len(consume([large]).links)
+            one = per_call_us(lambda: consume([small]), calls)
+            eight = per_call_us(lambda: consume([large]), calls // 4)
+        rows.append((count, one, eight))
+        print(f"{count:>16,} {one:>15.1f} {eight:>15.1f} {eight / 8:>17.1f} {links:>6}")
+        del docs
+    per_kb = [eight / 8 for _, _, eight in rows]
+    print(f"   flatness: max/min us-per-KB across counts = {max(per_kb) / min(per_kb):.2f}")
+    REGISTRY.clear()
+    PENDING.clear()
+
+
+# --- 2. overhead per generation span ---------------------------------------------------------
+
+
+def span_overhead(calls: int) -> None:
+    print("\n2. added overhead per generation span, causal links on vs off (null exporter)")
+    provider = null_provider()
+    tracer = provider.get_tracer("bench")
+    docs = [words(60) for _ in range(10)]
+    answer = words(40)
+    rows = []
+    for size in (1, 8):
+        prompt = prompt_with(docs[:5], size)
+        messages = ["You are a helpful assistant.", prompt]
+
+        def generation() -> None:
+            consumption = consume(messages)
+            span = tracer.start_span("chat gpt-4o-mini", links=consumption.links if consumption else None,
+                                     attributes=consumption.attributes if consumption else None)
+            produce(span, [Produced(answer, "generation", rank=0)])
+            span.end()
+
+        for label, on in (("off", False), ("on", True)):
+            REGISTRY.clear()
+            PENDING.clear()
+            configure(causal_links=on)
+            with tracer.start_as_current_span("request"):
+                retrieval = tracer.start_span("retrieve")
+                produce(retrieval, [Produced(d, "document", f"d{i}", i) for i, d in enumerate(docs)])
+                retrieval.end()
+                us = per_call_us(generation, calls)
+            rows.append((f"span pattern, {size} KB prompt", label, us))
+    rows += _openai_rows(calls, docs, answer)
+    print(f"{'case':40} {'off us':>8} {'on us':>8} {'added us':>9}")
+    for i in range(0, len(rows), 2):
+        (name, _, off), (_, _, on) = rows[i], rows[i + 1]
+        print(f"{name:40} {off:8.1f} {on:8.1f} {on - off:9.1f}")
+    REGISTRY.clear()
+    PENDING.clear()
+
+
+def _openai_rows(calls: int, docs: list, answer: str) -> list:
+    try:
+        import importlib
+
+        import openai
+
+        from instrumentors.openai import OpenAIInstrumentor
+    except Exception as exc:  # noqa: BLE001 - the OpenAI part is optional
+        print(f"   (openai instrumentor not available: {exc})")
+        return []
+    httpx = importlib.import_module("httpx2" if int(openai.__version__.split(".")[0]) >= 3 else "httpx")
+    body = json.dumps({
+        "id": "chatcmpl-bench", "object": "chat.completion", "created": 1764230400, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 300, "completion_tokens": 40, "total_tokens": 340},
+    }).encode()
+    client = openai.OpenAI(api_key="bench", max_retries=0, http_client=httpx.Client(transport=httpx.MockTransport(
+        lambda request: httpx.Response(200, headers={"content-type": "application/json"}, content=body))))
+    provider = null_provider()
+    tracer = provider.get_tracer("bench")
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    rows = []
+    try:
+        for size in (1, 8):
+            messages = [{"role": "system", "content": "You are a helpful assistant."},
+                        {"role": "user", "content": prompt_with(docs[:5], size)}]
+            for label, on in (("off", False), ("on", True)):
+                REGISTRY.clear()
+                PENDING.clear()
+                configure(causal_links=on)
+                with tracer.start_as_current_span("request"):
+                    retrieval = tracer.start_span("retrieve")
+                    produce(retrieval, [Produced(d, "document", f"d{i}", i) for i, d in enumerate(docs)])
+                    retrieval.end()
+                    us = per_call_us(lambda: client.chat.completions.create(model="gpt-4o-mini", messages=messages),
+                                     max(100, calls // 4))
+                rows.append((f"openai chat (real SDK), {size} KB prompt", label, us))
+    finally:
+        instrumentor.uninstrument()
+    return rows
+
+
+# --- 3. memory after a million registrations -------------------------------------------------
+
+
+def memory(total: int) -> None:
+    print(f"\n3. memory after {total:,} registrations with the default bounds")
+    configure()
+    cfg = _config.get_config()
+    REGISTRY.clear()
+    PENDING.clear()
+    gc.collect()
+    tracer = null_provider().get_tracer("bench")
+    pool = [words(RNG.randint(30, 80)) for _ in range(20_000)]
+    before = rss_mb()
+    start = time.perf_counter()
+    registered = 0
+    marks = []
+    while registered < total:
+        with tracer.start_as_current_span("request"):
+            span = tracer.start_span("retrieve")
+            produce(span, [Produced(pool[(registered + i) % len(pool)], "document", f"d{i}", i) for i in range(10)])
+            span.end()
+        registered += 10
+        if registered % (total // 4) == 0:
+            gc.collect()
+            marks.append((registered, rss_mb() - before, REGISTRY.stats()))
+    elapsed = time.perf_counter() - start
+    print(f"   defaults: max_entries={cfg.causal_max_entries:,} max_age={cfg.causal_max_age_seconds:.0f}s "
+          f"(key budget {32 * cfg.causal_max_entries:,})")
+    for count, grown, stats in marks:
+        print(f"   after {count:>9,}: RSS +{grown:6.1f} MB  outputs={stats['sources']:,} keys={stats['keys']:,} "
+              f"index entries={stats['index_entries']:,} traces={stats['scopes']:,}")
+    print(f"   {elapsed / total * 1e6:.1f} us per registered output (fingerprint + register, 30-80 words)")
+    REGISTRY.clear()
+    PENDING.clear()
+
+
+def main(argv: list) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls (rougher figures)")
+    args = parser.parse_args(argv)
+    calls = 200 if args.quick else 1000
+    print(f"python {sys.version.split()[0]}, median of 5 repeats")
+    saved = _config.get_config()
+    try:
+        matching_cost((10, 1_000, 100_000), calls)
+        span_overhead(calls)
+        memory(100_000 if args.quick else 1_000_000)
+    finally:
+        _config.set_config(saved)
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
