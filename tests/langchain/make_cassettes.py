@@ -16,6 +16,7 @@ Usage (repository root, project venv)::
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import sys
@@ -43,6 +44,7 @@ RESPONSE_HEADERS = {
 }
 
 
+@functools.lru_cache(maxsize=None)
 def _shared_scrubbing() -> tuple:
     spec = importlib.util.spec_from_file_location("_instrumentors_tests_conftest", ROOT / "tests" / "conftest.py")
     module = importlib.util.module_from_spec(spec)
