@@ -18,7 +18,17 @@ ELLIPSIS = "…"
 
 
 def width() -> int:
-    return max(60, min(140, shutil.get_terminal_size((100, 24)).columns))
+    """The terminal's width (60..160); 120 when output is piped, unless COLUMNS says."""
+    import os
+    import sys
+
+    if os.environ.get("COLUMNS", "").isdigit():
+        return max(60, min(200, int(os.environ["COLUMNS"])))
+    try:
+        tty = sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return max(60, min(160, shutil.get_terminal_size((120, 24)).columns)) if tty else 120
 
 
 def cut(text: Any, limit: int) -> str:
