@@ -24,6 +24,7 @@ import os
 import random
 import sys
 import time
+import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -186,25 +187,41 @@ def memory(total: int) -> None:
     gc.collect()
     tracer = null_provider().get_tracer("bench")
     pool = [words(RNG.randint(30, 80)) for _ in range(20_000)]
+    registered = 0
+
+    def register(count: int) -> None:
+        nonlocal registered
+        for _ in range(count // 10):
+            with tracer.start_as_current_span("request"):
+                span = tracer.start_span("retrieve")
+                produce(span, [Produced(pool[(registered + i) % len(pool)], "document", f"d{i}", i)
+                               for i in range(10)])
+                span.end()
+            registered += 10
+
     before = rss_mb()
     start = time.perf_counter()
-    registered = 0
     marks = []
-    while registered < total:
-        with tracer.start_as_current_span("request"):
-            span = tracer.start_span("retrieve")
-            produce(span, [Produced(pool[(registered + i) % len(pool)], "document", f"d{i}", i) for i in range(10)])
-            span.end()
-        registered += 10
-        if registered % (total // 4) == 0:
-            gc.collect()
-            marks.append((registered, rss_mb() - before, REGISTRY.stats()))
+    for _ in range(4):
+        register(total // 4)
+        gc.collect()
+        marks.append((registered, rss_mb() - before, REGISTRY.stats()))
     elapsed = time.perf_counter() - start
+    # what the registry holds: re-register more than its capacity while tracing
+    # allocations, so that everything it holds was allocated under tracemalloc
+    tracemalloc.start()
+    register(max(20_000, cfg.causal_max_entries * 2))
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    stats = REGISTRY.stats()
     print(f"   defaults: max_entries={cfg.causal_max_entries:,} max_age={cfg.causal_max_age_seconds:.0f}s "
           f"(key budget {32 * cfg.causal_max_entries:,})")
-    for count, grown, stats in marks:
-        print(f"   after {count:>9,}: RSS +{grown:6.1f} MB  outputs={stats['sources']:,} keys={stats['keys']:,} "
-              f"index entries={stats['index_entries']:,} traces={stats['scopes']:,}")
+    for count, grown, st in marks:
+        print(f"   after {count:>9,}: RSS +{grown:6.1f} MB  outputs={st['sources']:,} keys={st['keys']:,} "
+              f"index entries={st['index_entries']:,} traces={st['scopes']:,}")
+    print(f"   registry holds {held / 2 ** 20:.1f} MB (tracemalloc) for {stats['keys']:,} keys "
+          f"= {held / max(1, stats['keys']):.0f} bytes per key; RSS growth includes allocator slack")
     print(f"   {elapsed / total * 1e6:.1f} us per registered output (fingerprint + register, 30-80 words)")
     REGISTRY.clear()
     PENDING.clear()

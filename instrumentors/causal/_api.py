@@ -180,6 +180,7 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE
     REGISTRY.register(scope, group.sources, max_entries=cfg.causal_max_entries,
                       max_age=cfg.causal_max_age_seconds)
+    group.seal(linking.source_label)
     if span.is_recording():
         _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k), entries, cfg.max_documents)
 

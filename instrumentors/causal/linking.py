@@ -151,16 +151,14 @@ def select(
 
     unused: List[str] = []
     seen_groups: set = set()
-    linked = set(accepted)
+    excluded = {s.seq for s in accepted} | {s.seq for s in present}
     for source in accepted:
         if source.kind != "document" or id(source.group) in seen_groups:
             continue
         seen_groups.add(id(source.group))
-        for sibling in source.group.sources:
-            if sibling.kind == "document" and sibling not in linked and sibling not in present:
-                label = source_label(sibling)
-                if label not in unused:
-                    unused.append(label)
+        for seq, kind, label in source.group.members:
+            if kind == "document" and seq not in excluded and label not in unused:
+                unused.append(label)
     return matches, unused
 
 

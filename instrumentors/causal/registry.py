@@ -28,7 +28,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from opentelemetry.trace import SpanContext
 
@@ -44,13 +44,20 @@ class Group:
     """The outputs one ``produce`` call registered for one span (a retrieval's documents).
 
     Consumers use it to list the documents a linked retrieval returned but that are
-    absent from their input ("retrieved but unused").
+    absent from their input ("retrieved but unused"). Once registered it keeps only
+    ``members``: (seq, kind, label) per output, so sources and their group form no
+    reference cycle and an evicted retrieval is freed at once.
     """
 
-    __slots__ = ("sources",)
+    __slots__ = ("sources", "members")
 
     def __init__(self) -> None:
         self.sources: List["Source"] = []
+        self.members: Tuple[Tuple[int, str, str], ...] = ()
+
+    def seal(self, label: "Callable[[Source], str]") -> None:
+        self.members = tuple((s.seq, s.kind, label(s)) for s in self.sources)
+        self.sources = []
 
 
 class Source:

@@ -148,6 +148,7 @@ def test_memory_stays_bounded_after_a_million_registrations():
                 sources.append(source)
             group.sources.extend(sources)
             registry.register(trace_id, sources, max_entries=cap, max_age=3600, now=float(call))
+            group.seal(str)
 
     calls = total // batch
     window = 5_000  # 50,000 registrations: far more than the cap, so all of it is replaced
