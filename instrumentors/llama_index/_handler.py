@@ -364,7 +364,8 @@ class DispatcherLogic:
         attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS] = _content.json_value(entries) if cfg.capture_content \
             else _content.bounded_json(entries)
         set_attributes(node.span, attrs)
-        _produce(node.span, rd.produced_documents(nodes))
+        if cfg.causal_links:
+            _produce(node.span, rd.produced_documents(nodes))
         return False
 
     def _finish_rerank(self, node: Node, result: Any) -> bool:
@@ -373,7 +374,8 @@ class DispatcherLogic:
         entries = rd.documents(nodes, cfg.max_documents, cfg.capture_content)
         node.span.set_attribute(sc.RERANK_OUTPUT_DOCUMENTS, _content.json_value(entries) if cfg.capture_content
                                 else _content.bounded_json(entries))
-        _produce(node.span, rd.produced_documents(nodes))
+        if cfg.causal_links:
+            _produce(node.span, rd.produced_documents(nodes))
         return False
 
     def _finish_tool(self, node: Node, result: Any) -> bool:

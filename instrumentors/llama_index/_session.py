@@ -13,6 +13,7 @@ from ._common import Telemetry
 from ._handler import DispatcherLogic, InstrumentorsEventHandler, InstrumentorsSpanHandler
 from ._models import EMBEDDING_METHODS, LLM_METHODS, embedding_wrapper, llm_wrapper
 from ._patches import ClassPatcher
+from ._scopes import CallbackScopes
 
 
 class Session:
@@ -24,10 +25,12 @@ class Session:
         self.patcher = ClassPatcher(DispatcherSpanMixin)
         self.patcher.add_target(BaseLLM, LLM_METHODS, lambda name: llm_wrapper(self.tel, name))
         self.patcher.add_target(BaseEmbedding, EMBEDDING_METHODS, lambda name: embedding_wrapper(self.tel, name))
+        self.scopes = CallbackScopes(self.tel)
         self.dispatcher = get_dispatcher()  # the root: every other dispatcher propagates to it
 
     def install(self) -> None:
         self.patcher.install()
+        self.scopes.install()
         self.dispatcher.add_span_handler(self.span_handler)
         self.dispatcher.add_event_handler(self.event_handler)
 
@@ -36,4 +39,5 @@ class Session:
         d.span_handlers = [h for h in d.span_handlers if h is not self.span_handler]
         d.event_handlers = [h for h in d.event_handlers if h is not self.event_handler]
         self.patcher.restore()
+        self.scopes.restore()
         self.tel.close()

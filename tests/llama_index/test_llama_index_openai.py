@@ -11,9 +11,11 @@ import json
 import pytest
 from opentelemetry.trace import SpanKind
 
-import li_scenarios as S
-from instrumentors import _semconv as sc
-from instrumentors.openai import OpenAIInstrumentor
+pytest.importorskip("llama_index.llms.openai")
+
+import li_scenarios as S  # noqa: E402
+from instrumentors import _semconv as sc  # noqa: E402
+from instrumentors.openai import OpenAIInstrumentor  # noqa: E402
 
 pytestmark = pytest.mark.vcr
 

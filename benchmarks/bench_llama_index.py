@@ -1,0 +1,127 @@
+"""Per-span overhead of the LlamaIndex instrumentor, measured in one run against baselines.
+
+A RetrieverQueryEngine over an in-memory VectorStoreIndex (4 nodes, a deterministic
+keyword embedding) with LlamaIndex's MockLLM: a plain query, a streamed query read to
+the end, and a bare retrieval. For each: the uninstrumented call, the instrumented call
+(spans to a null exporter), and the floor: bare SDK spans with as many attributes as the
+instrumented spans carry (one per span the call produces). Reported per call and per
+span: microseconds and overhead/floor. Content capture off (the default); rows marked
+"+causal" add the causal-link registry's cost on the same calls.
+
+    python benchmarks/bench_llama_index.py            # about two minutes
+    python benchmarks/bench_llama_index.py --quick    # fewer calls, rougher figures
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "llama_index"))
+
+import llama_index.core  # noqa: E402
+from _common import floor_span_us, null_provider, per_call_us, report  # noqa: E402
+from li_helpers import QUESTION, build_index  # noqa: E402
+from llama_index.core.llms.mock import MockLLM  # noqa: E402
+from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
+
+from instrumentors import _config  # noqa: E402
+from instrumentors.llama_index import LlamaIndexInstrumentor  # noqa: E402
+
+
+def _cases() -> dict:
+    index = build_index()
+    engine = index.as_query_engine(llm=MockLLM(max_tokens=8), similarity_top_k=2)
+    streaming = index.as_query_engine(llm=MockLLM(max_tokens=8), similarity_top_k=2, streaming=True)
+    retriever = index.as_retriever(similarity_top_k=2)
+
+    def query() -> None:
+        engine.query(QUESTION)
+
+    def stream() -> None:
+        for _ in streaming.query(QUESTION).response_gen:
+            pass
+
+    def retrieve() -> None:
+        retriever.retrieve(QUESTION)
+
+    return {"query (sync)": query, "streamed query (sync)": stream, "retrieve (sync)": retrieve}
+
+
+def _span_shapes(cases: dict) -> dict:
+    """Attribute count of every span each case produces (the floor gets the same)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrumentor = LlamaIndexInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    shapes = {}
+    try:
+        for name, fn in cases.items():
+            exporter.clear()
+            fn()
+            shapes[name] = [len(s.attributes) for s in exporter.get_finished_spans()]
+    finally:
+        instrumentor.uninstrument()
+    return shapes
+
+
+def _measure(cases: dict, calls: int, rounds: int, causal: bool) -> list:
+    """Uninstrumented and instrumented runs alternate, ``rounds`` times; the fastest of
+    each is kept (shared machines drift by more than the overhead being measured)."""
+    base_cfg = _config.get_config()
+    _config.set_config(dataclasses.replace(base_cfg, causal_links=causal, capture_content=False))
+    provider = null_provider()
+    baseline: dict = {name: [] for name in cases}
+    instrumented: dict = {name: [] for name in cases}
+    floor: dict = {name: [] for name in cases}
+    try:
+        shapes = _span_shapes(cases)
+        instrumentor = LlamaIndexInstrumentor()
+        for _ in range(rounds):
+            for name, fn in cases.items():
+                baseline[name].append(per_call_us(fn, calls, repeats=1))
+            instrumentor.instrument(tracer_provider=provider)
+            try:
+                for name, fn in cases.items():
+                    instrumented[name].append(per_call_us(fn, calls, repeats=1))
+            finally:
+                instrumentor.uninstrument()
+            cache: dict = {}
+            for name in cases:
+                for count in shapes[name]:
+                    if count not in cache:
+                        cache[count] = floor_span_us(provider, count, calls)
+                floor[name].append(sum(cache[c] for c in shapes[name]))
+    finally:
+        _config.set_config(base_cfg)
+    suffix = " +causal" if causal else ""
+    rows = []
+    for name in cases:
+        n = len(shapes[name])
+        instr, base, flo = min(instrumented[name]), min(baseline[name]), min(floor[name])
+        rows.append((f"{name}{suffix} [{n} spans]", instr, base, flo))
+        rows.append((f"  per span{suffix}", instr / n, base / n, flo / n))
+    return rows
+
+
+def main(argv: list) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer calls (rougher figures)")
+    args = parser.parse_args(argv)
+    calls, rounds = (200, 3) if args.quick else (600, 5)
+    cases = _cases()
+    print(f"llama-index-core {llama_index.core.__version__}, python {sys.version.split()[0]}, "
+          f"{rounds} alternating rounds of {calls} calls, fastest round kept")
+    rows = _measure(cases, calls, rounds, causal=False) + _measure(cases, calls, rounds, causal=True)
+    report(rows)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
