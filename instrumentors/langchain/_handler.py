@@ -59,10 +59,11 @@ class Run:
     """What the handler keeps between a run's start and end callbacks."""
 
     __slots__ = ("span", "kind", "start", "frames", "stream", "chunks", "first_chunk", "metric_attrs",
-                 "collector", "deferred_inputs")
+                 "collector", "deferred_inputs", "ctx")
 
     def __init__(self, span: Span, kind: str) -> None:
         self.span = span
+        self.ctx: Optional[otel_context.Context] = None  # parent context for child runs
         self.kind = kind
         self.start = time.monotonic()
         self.frames: list = []  # LLMFrames the model call ran under (child usage flags)
@@ -157,7 +158,10 @@ class OTelCallbackHandler(BaseCallbackHandler):
         if parent_run_id is not None:
             parent = self._runs.get(parent_run_id)
             if parent is not None:
-                return trace.set_span_in_context(parent.span)
+                ctx = parent.ctx
+                if ctx is None:
+                    ctx = parent.ctx = trace.set_span_in_context(parent.span)
+                return ctx
         return None
 
     # chains, runnables, prompts, parsers --------------------------------------------------
@@ -170,7 +174,8 @@ class OTelCallbackHandler(BaseCallbackHandler):
         attrs = {sc.SPAN_KIND: kind, sc.LIBRARY: "langchain", sc.COMPONENT: name}
         if kind == sc.KIND_PROMPT and serialized:
             attrs.update(readers.prompt_template_attributes(serialized))
-        deferred = bool(kwargs.get("defers_inputs")) or inputs == {"input": ""}
+        # streamed runs start with a placeholder input and report the real one at the end
+        deferred = bool(kwargs.get("defers_inputs")) or (type(inputs) is dict and inputs == {"input": ""})
         if not deferred and _content.capture_enabled():
             attrs[sc.INPUT_VALUE] = _content.json_value(readers.to_jsonable(inputs))
         span = start_span(self.tracer, str(name), attributes=attrs, parent=self._parent(parent_run_id))

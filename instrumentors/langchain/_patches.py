@@ -454,6 +454,7 @@ class ClassPatcher:
     def __init__(self, wrappers: dict) -> None:
         self.wrappers = wrappers
         self.records: list = []  # (weakref to class, name, original)
+        self.ensured: "weakref.WeakSet" = weakref.WeakSet()
         self.base: Any = None
         self._saved_hook: Any = None
         self._lock = threading.RLock()
@@ -471,12 +472,13 @@ class ClassPatcher:
 
     def ensure(self, cls: type) -> None:
         """Wrap ``cls`` and its bases below the base class if not done yet."""
-        if self.base is None:
+        if self.base is None or cls in self.ensured:
             return
         for klass in cls.__mro__:
             if klass is self.base or not issubclass(klass, self.base):
                 continue
             self.patch_class(klass)
+        self.ensured.add(cls)
 
     def install(self, base: type) -> None:
         self.base = base
@@ -512,6 +514,7 @@ class ClassPatcher:
                 if cls is not None and isinstance(cls.__dict__.get(name), LCWrapper):
                     setattr(cls, name, original)
             self.records.clear()
+            self.ensured = weakref.WeakSet()
             base = self.base
             if base is not None:
                 current = base.__dict__.get("__init_subclass__")

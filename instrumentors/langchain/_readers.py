@@ -490,19 +490,45 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
 
 
-def prompt_template_attributes(serialized: Any) -> dict:
-    """Template hash (always; a fingerprint, not text), system-prompt hash, and the
-    template text itself only with content capture on."""
+_TEMPLATE_CACHE: dict = {}  # id(serialized) -> (serialized, text, attributes)
+_TEMPLATE_CACHE_MAX = 256
+
+
+def _template_info(serialized: Any) -> tuple:
+    """(template text, hash attributes) of a prompt's serialized form. LangChain caches
+    ``_serialized`` per prompt object, so the same dict comes back on every call: the
+    walk runs once per prompt (bounded cache, entries checked by identity)."""
+    key = id(serialized)
+    hit = _TEMPLATE_CACHE.get(key)
+    if hit is not None and hit[0] is serialized:
+        return hit[1], hit[2]
     templates: list = []
     _collect_templates(serialized, None, templates)
     if not templates:
+        text, attrs = None, {}
+    else:
+        text = "\n".join(f"{role}: {tpl}" if role else tpl for role, tpl in templates)
+        attrs = {sc.PROMPT_TEMPLATE_HASH: _digest(text)}
+        system = "\n".join(tpl for role, tpl in templates if role == "system")
+        if system:
+            attrs[sc.SYSTEM_PROMPT_HASH] = _digest(system)
+    if len(_TEMPLATE_CACHE) >= _TEMPLATE_CACHE_MAX:
+        _TEMPLATE_CACHE.clear()
+    _TEMPLATE_CACHE[key] = (serialized, text, attrs)
+    return text, attrs
+
+
+def prompt_template_attributes(serialized: Any) -> dict:
+    """Template hash (always; a fingerprint, not text), system-prompt hash, and the
+    template text itself only with content capture on."""
+    text, attrs = _template_info(serialized)
+    if text is None:
         return {}
-    text = "\n".join(f"{role}: {tpl}" if role else tpl for role, tpl in templates)
-    attrs = {sc.PROMPT_TEMPLATE_HASH: _digest(text), sc.PROMPT_TEMPLATE: _content.text(text)}
-    system = "\n".join(tpl for role, tpl in templates if role == "system")
-    if system:
-        attrs[sc.SYSTEM_PROMPT_HASH] = _digest(system)
-    return attrs
+    out = dict(attrs)
+    captured = _content.text(text)
+    if captured is not None:
+        out[sc.PROMPT_TEMPLATE] = captured
+    return out
 
 
 # ---------------------------------------------------------------------------------------
