@@ -177,10 +177,13 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
         entries.append(digests.produced_entry(kind, rank, score, fp.words, keys, document_id))
     if not group.sources:
         return
+    sources = group.sources
+    for source in sources:
+        source.seq = REGISTRY.next_seq()
+    group.seal(linking.source_label)  # complete before any consumer can see the sources
     scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE
-    REGISTRY.register(scope, group.sources, max_entries=cfg.causal_max_entries,
+    REGISTRY.register(scope, sources, max_entries=cfg.causal_max_entries,
                       max_age=cfg.causal_max_age_seconds)
-    group.seal(linking.source_label)
     if span.is_recording():
         _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k), entries, cfg.max_documents)
 

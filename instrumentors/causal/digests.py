@@ -32,11 +32,22 @@ for a produced output the keys of its sketch at or below the consumer's largest 
 key (all of them when the consumer's sketch is complete) are a random sample of its
 shingles that the consumer would have sketched if present. The fraction of those found
 estimates coverage. Short outputs match a consumer's whole-text key (a rewritten query
-used verbatim as a retriever query) or any sketched key. The estimate is good for whole
-documents and generations; two near-duplicate documents may be indistinguishable from
-sketches (both linked), and a short output quoted inside a longer prompt is not found,
-which the in-process registry does find. Rebuilt links are therefore a superset-leaning
-approximation of the in-process ones, for spans that had no registry in common.
+used verbatim as a retriever query) or any sketched key.
+
+Usage (what a store or backend does with exported spans)::
+
+    from instrumentors.causal import SpanDigests, rebuild_links
+    links = rebuild_links(SpanDigests.from_span(s) for s in spans)             # SDK spans
+    links = rebuild_links(SpanDigests.from_attributes(tid, sid, attrs, start_ns, end_ns)
+                          for ... in rows)                                       # stored rows
+    for link in links:  # RebuiltLink: consumer/producer ids, link_type, document_id,
+        ...             # rank, score, coverage, ambiguous; link.attributes() as in process
+
+Limits, by design of a sketch: two near-duplicate documents may be indistinguishable (both
+are returned, flagged ``ambiguous``); a short output quoted inside a longer prompt is not
+found (the in-process registry finds it). Links recorded in process are better: pass them
+as ``linked_span_ids`` (``from_span`` does) and nothing is rebuilt towards those producers,
+so the result only *adds* links between steps that did not share a registry.
 """
 
 from __future__ import annotations

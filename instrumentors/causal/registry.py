@@ -123,6 +123,10 @@ class Registry:
         self._seq = itertools.count(1)
 
     # -- writes ----------------------------------------------------------------------
+    def next_seq(self) -> int:
+        """A registration number (increasing; ``next`` on a counter is atomic in CPython)."""
+        return next(self._seq)
+
     def register(
         self,
         scope: int,
@@ -140,7 +144,8 @@ class Registry:
             if table is None:
                 table = self._scopes[scope] = {}
             for source in sources:
-                source.seq = next(self._seq)
+                if not source.seq:
+                    source.seq = next(self._seq)
                 source.created = now
                 source.scope = scope
                 self._order.append(source)

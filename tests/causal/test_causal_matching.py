@@ -315,3 +315,11 @@ def test_ascii_fast_path_and_unicode_path_agree():
     for _ in range(300):
         text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
         assert fpmod.normalise(text + " \u00e9t\u00e9") == (fpmod.normalise(text) + " \u00e9t\u00e9").strip()
+
+
+def test_portable_path_gives_the_same_keys(monkeypatch):
+    fast = fpmod.input_keys([REFUND, "short query here"], 5, (3,))
+    monkeypatch.setattr(fpmod, "FAST_KEYS", False)
+    slow = fpmod.input_keys([REFUND, "short query here"], 5, (3,))
+    assert (slow.shingles, slow.wholes, slow.all) == (fast.shingles, fast.wholes, fast.all)
+    assert len(fast.shingles) > 30
