@@ -108,3 +108,16 @@ class SpanTree:
             for child in self.children(root):
                 out.extend(self.outline(child, depth + 1))
         return out
+
+
+def finish_chat_stream(response: Any, exporter: Any, name: str, timeout: float = 5.0) -> None:
+    """Wait for a streaming chat response's background writer (a thread in 0.12 and
+    0.14; 0.14 exposes it, 0.12 does not) so its span has ended before asserting."""
+    import time
+
+    thread = getattr(response, "write_response_to_history_thread", None)
+    if thread is not None:
+        thread.join(timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(s.name == name for s in exporter.get_finished_spans()):
+        time.sleep(0.005)

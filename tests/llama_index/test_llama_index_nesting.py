@@ -16,7 +16,7 @@ from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import NodeWithScore, TextNode
 from opentelemetry import trace
 
-from li_helpers import QUESTION, build_index
+from li_helpers import QUESTION, build_index, finish_chat_stream
 
 tracer = trace.get_tracer("test.user")
 
@@ -90,6 +90,5 @@ def test_chat_engine_thread_keeps_the_tree(li, spans, span_exporter):
         response = engine.stream_chat("hi")
         for _ in response.response_gen:
             pass
-    if response.write_response_to_history_thread is not None:
-        response.write_response_to_history_thread.join(5)
+    finish_chat_stream(response, span_exporter, "chat SimpleChatEngine")
     assert spans().outline() == ["request", "  chat SimpleChatEngine", "    chat"]

@@ -15,7 +15,7 @@ from llama_index.core.llms.mock import MockLLM
 from opentelemetry.trace import StatusCode
 
 from instrumentors import _semconv as sc
-from li_helpers import QUESTION, build_index
+from li_helpers import QUESTION, build_index, finish_chat_stream
 
 STREAM_TREE = [
     "query RetrieverQueryEngine",
@@ -180,9 +180,7 @@ def test_streaming_chat_engine(li, spans, span_exporter, mode):
     response = engine.stream_chat("Tell me about Paris")
     text = "".join(response.response_gen)
     assert text.strip() == "text text text"
-    response_thread = getattr(response, "write_response_to_history_thread", None)
-    if response_thread is not None:
-        response_thread.join(5)
+    finish_chat_stream(response, span_exporter, f"chat {type(engine).__name__}")
     tree = spans()
     chat = tree.one(f"chat {type(engine).__name__}")
     assert tree.parent(chat) is None
