@@ -10,9 +10,10 @@ call that did not contribute is not blamed:
   then rounded to the shortest number giving the same split (0.6, not 0.5873);
 * ``step attribute = value`` for short strings and booleans (model, finish reason,
   validator verdict, prompt template hash), and ``step status = ERROR``;
-* ``document X linked into step S`` (the causal link from the retrieval to the step that
-  used it), ``document X retrieved by step R``, and ``step R returned stale documents``
-  (date-like metadata older than ``stale_after_days``).
+* ``document X linked into step S`` (the causal link from the retrieval to the
+  generation that used it; to any consuming step when no model span took documents),
+  ``document X ranked first by step R``, and ``the top-ranked / a document retrieved by
+  R was stale`` (date-like metadata older than ``stale_after_days``).
 
 Each feature's share of negative vs positive traces is compared; findings are ranked by
 the difference of the two shares, keeping those seen in at least ``min_support``
@@ -70,6 +71,7 @@ class _Features:
     def __init__(self) -> None:
         self.categorical: dict = {}  # feature tuple -> description data
         self.numeric: dict = {}  # (step, key) -> (min, max)
+        self.stale_docs: dict = {}  # stale feature -> ids of the stale documents
 
     def add_cat(self, feature: tuple) -> None:
         self.categorical[feature] = True
@@ -94,6 +96,11 @@ def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Featu
     on_path = _feeds_output(root, by_id, children) if root is not None else set(by_id)
     features = _Features()
     labels = an.step_labels([s for s in spans if not an.is_feedback(s)])
+    # documents count as "linked into the answer" where a generation took them in; a
+    # pipeline without an instrumented model falls back to every consuming step
+    doc_consumers = [s for s in spans if any(l.get("document_id") for l in an.causal_links(s))]
+    answer_consumers = {s["span_id"] for s in doc_consumers if an.role(s) == sc.KIND_LLM} or {
+        s["span_id"] for s in doc_consumers}
     for span in spans:
         if an.is_feedback(span) or span["span_id"] not in on_path:
             continue
@@ -112,22 +119,23 @@ def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Featu
                     features.add_cat(("attr", step, key, "true" if item else "false"))
                 elif isinstance(item, str) and 0 < len(item) <= MAX_CATEGORICAL_LENGTH:
                     features.add_cat(("attr", step, key, item))
-        for link in an.causal_links(span):
-            doc = link.get("document_id")
-            if doc:
-                source = by_id.get(link["span_id"])
-                features.add_cat(("linked", str(doc), step, labels.get(source["span_id"]) if source else None))
+        if span["span_id"] in answer_consumers:
+            for link in an.causal_links(span):
+                doc = link.get("document_id")
+                if doc:
+                    source = by_id.get(link["span_id"])
+                    features.add_cat(("linked", str(doc), step, labels.get(source["span_id"]) if source else None))
         if an.role(span) in (sc.KIND_RETRIEVER, sc.KIND_RERANKER):
-            stale = False
             for doc in an.documents(span):
-                if doc.get("id"):
+                if doc.get("id") and doc.get("rank") == 0:
                     features.add_cat(("retrieved", str(doc["id"]), step))
-                if stale_after_days is not None and not stale:
+                if stale_after_days is not None:
                     dated = an.document_date(doc)
                     age = an.age_days(dated[1], meta.get("start_ns")) if dated else None
-                    stale = age is not None and age > stale_after_days
-            if stale:
-                features.add_cat(("stale", step))
+                    if age is not None and age > stale_after_days:
+                        for which in ("any", "top") if doc.get("rank") == 0 else ("any",):
+                            features.add_cat(("stale", step, which))
+                            features.stale_docs.setdefault(("stale", step, which), set()).add(str(doc.get("id")))
     return features
 
 
@@ -147,9 +155,10 @@ def _describe(feature: tuple, neg_rate: float, pos_rate: float) -> str:
                 f"vs {pos_rate:.0%} of positive")
     if kind == "retrieved":
         _, doc, step = feature
-        return f"document {doc!r} retrieved by {step!r} {share}"
+        return f"document {doc!r} ranked first by {step!r} {share}"
     if kind == "stale":
-        return f"stale documents retrieved by {feature[1]!r} {share}"
+        which = "the top-ranked document" if feature[2] == "top" else "a document"
+        return f"{which} retrieved by {feature[1]!r} was stale (indexed long ago) {share}"
     return f"{feature} {share}"
 
 
@@ -174,7 +183,7 @@ def _finding(feature: tuple, neg_with: set, pos_with: set, n_neg: int, n_pos: in
     elif feature[0] == "retrieved":
         out.update(step=feature[2], document_id=feature[1], relation="retrieved")
     else:
-        out.update(step=feature[1], relation="stale")
+        out.update(step=feature[1], relation="stale", which=feature[2])
     return out
 
 
@@ -203,6 +212,7 @@ def _best_cut(neg_values: list, pos_values: list, n_neg: int, n_pos: int, op: st
         for digits in range(0, 4):
             candidates.add(round(lo, digits))
             candidates.add(round(hi, digits))
+            candidates.add(round((lo + hi) / 2, digits))
     scored = []
     for cut in candidates:
         if op == "lt":
@@ -301,6 +311,14 @@ def blame(store: Any, *, threshold: float = 0.5, filters: Optional[Mapping] = No
         if finding["difference"] <= 0 or finding["p_adjusted"] >= P_VALUE_LIMIT:
             continue
         finding["_sets"] = (frozenset(neg_with), frozenset(pos_with))
+        if feature[0] == "stale":  # which documents: the thing to re-index
+            counts: dict = {}
+            for ref in neg_with:
+                for doc in per_trace[ref][1].stale_docs.get(feature, ()):
+                    counts[doc] = counts.get(doc, 0) + 1
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            finding["documents"] = [doc for doc, _ in ranked]
+            finding["description"] += "; stale: " + ", ".join(f"{doc} ({n})" for doc, n in ranked[:5])
         finding["example_traces"] = sorted(per_trace[r][0] for r in neg_with)[:3]
         findings.append(finding)
     findings.sort(key=lambda f: (-f["difference"], f["p_value"], -f["negative_count"], _kind_rank(f), f["description"]))

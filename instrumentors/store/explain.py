@@ -296,11 +296,43 @@ def explain(store: Any, trace_id: Any, *, low_score: float = 0.6, feedback_thres
         else:
             anomalies.append(_anomaly("negative_feedback", "info", None,
                                       f"{fb['key']} feedback {fb['score']:g}{reason}", on_causal_path=True))
+    anomalies = _first_consumer_only(anomalies, by_id, low_score)
     anomalies.sort(key=lambda a: (SEVERITY_ORDER.get(a["severity"], 3), not a.get("on_causal_path", True),
                                   -position.get(a["span_id"], -1)))
     result["anomalies"] = anomalies
     result["likely_cause"] = _likely_cause(anomalies, position)
     return result
+
+
+def _first_consumer_only(anomalies: list, by_id: dict, low_score: float) -> list:
+    """A low-scoring or unused document is reported once, at the first step that took
+    the retrieval's output (the assembler), not again at every later step whose input
+    still contains its text (the generator, the validator)."""
+    seen: dict = {"low_score_input": set(), "retrieved_unused": set()}
+    out = []
+    ordered = sorted(anomalies, key=lambda a: by_id[a["span_id"]]["start_ns"] if a["span_id"] in by_id else 0)
+    keep = set()
+    for a in ordered:
+        if a["kind"] not in seen:
+            keep.add(id(a))
+            continue
+        fresh = [d for d in a.get("documents", []) if d not in seen[a["kind"]]]
+        seen[a["kind"]].update(a.get("documents", []))
+        if fresh:
+            a["documents"] = fresh
+            if a["kind"] == "low_score_input":
+                span = by_id[a["span_id"]]
+                low = {l.get("document_id"): l["score"] for l in an.causal_links(span)}
+                a["message"] = (f"used low-scoring documents (< {low_score:g}): "
+                                + ", ".join(f"{d} (score {low[d]:.2f})" for d in fresh[:5] if d in low))
+            else:
+                a["message"] = "retrieved but not in this step's input: " + ", ".join(map(str, fresh[:8]))
+                a["severity"] = "info" if len(fresh) < 3 else "warning"
+            keep.add(id(a))
+    for a in anomalies:
+        if id(a) in keep:
+            out.append(a)
+    return out
 
 
 def _root_input(root: dict, spans: list) -> Optional[str]:

@@ -87,6 +87,10 @@ def when(iso: Optional[str]) -> str:
     return "-" if not iso else iso.replace("T", " ")[:19]
 
 
+def when_short(iso: Optional[str]) -> str:
+    return "-" if not iso else iso.replace("T", " ")[5:19]
+
+
 # ---------------------------------------------------------------------------------------
 # traces
 # ---------------------------------------------------------------------------------------
@@ -102,7 +106,7 @@ def trace_table(summaries: Sequence[Mapping], extra_keys: Sequence[str] = ()) ->
     rows = []
     for s in summaries:
         label = s.get("input.query") or s.get("root_name") or "-"
-        rows.append([short_id(s["trace_id"]), when(s.get("start_time")), duration(s.get("duration_ms")),
+        rows.append([short_id(s["trace_id"]), when_short(s.get("start_time")), duration(s.get("duration_ms")),
                      s.get("span_count"), s.get("error_count") or "-", num(s.get("feedback.score")),
                      num(s.get("retrieval.top_score")), *[num(s.get(k)) for k in extra], label])
     return table(rows, headers)
@@ -194,6 +198,8 @@ def trace_tree(data: Mapping) -> str:
 # ---------------------------------------------------------------------------------------
 
 _MARK = {"error": "✖", "warning": "⚠", "info": "·"}
+_SOURCE_WORDS = {"generation": "generation of", "step": "output of", "tool_result": "result of",
+                 "tool_call": "tool call of"}
 
 
 def _docs_line(docs: Sequence[Mapping], limit: int = 4) -> str:
@@ -241,7 +247,8 @@ def explain_text(result: Mapping) -> str:
                              for l in docs_in[:5])
             lines.append(f"       in:  {cut('documents ' + text, w - 13)}")
         for link in others[:3]:
-            lines.append(f"       in:  {link.get('source_kind') or 'output'} of {link.get('step') or link['span_id']}")
+            what = _SOURCE_WORDS.get(link.get("source_kind"), "output of")
+            lines.append(f"       in:  {what} {link.get('step') or link['span_id']}")
         if ins.get("query"):
             lines.append(f"       in:  query {cut(ins['query'], w - 20)!r}")
         if ins.get("tokens") is not None or outs.get("tokens") is not None:
@@ -256,7 +263,8 @@ def explain_text(result: Mapping) -> str:
         if outs.get("error"):
             lines.append(f"       out: {cut(outs['error'], w - 13)}")
         for a in by_step.get(step["span_id"], ()):
-            lines.append(f"       {_MARK.get(a['severity'], '-')} {cut(a['message'], w - 10)}")
+            lines.extend(textwrap.wrap(f"{_MARK.get(a['severity'], '-')} {a['message']}", w, initial_indent="       ",
+                                       subsequent_indent="         "))
     general = by_step.get(None, [])
     if general:
         lines.append("")
@@ -266,7 +274,8 @@ def explain_text(result: Mapping) -> str:
     cause = result.get("likely_cause")
     if cause:
         also = f" (also: {'; '.join(cause['also'])})" if cause.get("also") else ""
-        lines.append(f"Likely cause: {cause['step']}: {cause['message']}{also}")
+        lines.extend(textwrap.wrap(f"Likely cause: {cause['step']}: {cause['message']}{also}", w,
+                                   subsequent_indent="  "))
     else:
         lines.append("No anomaly found on the causal path.")
     return "\n".join(lines)
@@ -281,7 +290,7 @@ def blame_text(report: Mapping) -> str:
         lines.append(report["note"])
     for i, f in enumerate(report.get("findings", ()), 1):
         lines.extend(textwrap.wrap(f["description"], w, initial_indent=f"{i:>3}. ", subsequent_indent="       "))
-        for same in f.get("same_traces_as", [])[:4]:
+        for same in f.get("same_traces_as", [])[:6]:
             lines.extend(textwrap.wrap(same, w, initial_indent="       = ", subsequent_indent="         "))
         lines.append(f"       p = {f['p_value']:.1e}" + (f", e.g. trace {short_id(f['example_traces'][0])}"
                                                           if f.get("example_traces") else ""))

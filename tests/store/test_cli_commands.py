@@ -115,7 +115,8 @@ def test_env_var_selects_the_store(seeded, store_path, capsys, monkeypatch):
     assert "traces    241" in out and "feedback  241" in out
 
 
-def test_show_explain_blame_prompts(seeded, store_path, capsys):
+def test_show_explain_blame_prompts(seeded, store_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # no wrapping: whole lines below
     code, out, _ = run(capsys, "--store", store_path, "show", seeded[:10])
     assert code == 0
     assert out.splitlines()[1] == "feedback (user): 0.00 'price is outdated' blames 'retrieval'"
@@ -129,7 +130,7 @@ def test_show_explain_blame_prompts(seeded, store_path, capsys):
     assert "out: kb/pricing-2025 0.44 (indexed_at 2026-03-15), kb/plans 0.40 (indexed_at 2026-11-01)" in out
     assert "⚠ stale documents (> 180 days): kb/pricing-2025 (indexed_at 2026-03-15, 251 days old)" in out
     assert "⚠ user feedback 0: 'price is outdated' blames 'retrieval'" in out
-    assert out.splitlines()[-1].startswith("Likely cause: retrieval kb: top retrieval score 0.44 < 0.6")
+    assert "\nLikely cause: retrieval kb: top retrieval score 0.44 < 0.6 (also: stale documents" in out
 
     code, out, _ = run(capsys, "--store", store_path, "explain", seeded, "--json", "--low-score", "0.3",
                        "--stale-days", "0")
@@ -141,7 +142,7 @@ def test_show_explain_blame_prompts(seeded, store_path, capsys):
     assert code == 0
     assert out.splitlines()[0] == "Blame: 241 traces with feedback: 114 negative (score < 0.5), 127 positive"
     assert "1. document 'kb/pricing-2025' linked into 'context assembler' (retrieved by 'retrieval kb'):" in out
-    assert "= retrieval.top_score < 0.6 at step 'retrieval kb' in 68% of negative traces vs 2% of" in out
+    assert "= retrieval.top_score < 0.6 at step 'retrieval kb' in 68% of negative traces vs 2% of positive" in out
 
     code, out, _ = run(capsys, "--store", store_path, "blame", "--json", "--threshold", "0.5", "--top", "2")
     report = json.loads(out)

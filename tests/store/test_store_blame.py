@@ -28,8 +28,8 @@ def test_blame_finds_the_planted_cause(planted, store_path):
                                   "'retrieval kb'): 67% of negative answers vs 2% of positive")
     assert ("retrieval.top_score < 0.6 at step 'retrieval kb' in 67% of negative traces vs 2% of positive"
             in top["same_traces_as"])
-    assert "stale documents retrieved by 'retrieval kb' in 67% of negative traces vs 2% of positive" in top[
-        "same_traces_as"]
+    assert ("the top-ranked document retrieved by 'retrieval kb' was stale (indexed long ago) in 67% of negative "
+            "traces vs 2% of positive; stale: kb/pricing-2025 (76)" in top["same_traces_as"])
     assert top["p_value"] < 1e-20
     # cause B: truncated generations, found and ranked below A
     truncation = [f for f in findings if f.get("key") == sc.GEN_AI_RESPONSE_FINISH_REASONS]
