@@ -20,12 +20,15 @@ Format (both attributes are string arrays; the first element is a header):
 
 ``instrumentors.causal.consumed`` on a consuming span::
 
-    ("fp1 k=5 n=1834 c=2f", "=<hex16>", ..., "<hex16>", ...)
+    ("fp1 k=5 n=1834 c=2f", "=<hex16><hex16>", "<hex16><hex16>...")
 
   ``n`` is how many distinct shingle keys the inputs had; ``c`` is an in-process token
-  (it lets ``produce`` on the same span find what the span consumed; meaningless elsewhere); ``=``-prefixed elements are the
-  whole-text keys of inputs shorter than ``k`` words (at most 16); the rest are the
-  :data:`CONSUMED_SKETCH` smallest shingle keys, ascending.
+  (it lets ``produce`` on the same span find what the span consumed; meaningless
+  elsewhere). The ``=``-prefixed element (present when some input is shorter than ``k``
+  words) holds the whole-text keys of those inputs (at most 16); the last element holds
+  the :data:`CONSUMED_SKETCH` smallest shingle keys, ascending. Keys are concatenated
+  rather than one per element because OpenTelemetry validates every element of an array
+  attribute, which would cost more than computing the keys.
 
 Rebuilding (a *bottom-k sketch* containment estimate): keys are uniformly distributed, so
 for a produced output the keys of its sketch at or below the consumer's largest sketched
@@ -58,7 +61,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _semconv as sc
-from .fingerprint import MASK, hex_key
+from .fingerprint import MASK
 from .linking import LINK_TYPES
 
 VERSION = "fp1"
@@ -108,15 +111,12 @@ def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words
 
 def consumed_digest(k: int, shingles: set, wholes: Sequence[int], token: Optional[str] = None) -> Tuple[str, ...]:
     total = len(shingles)
-    joined = _hex(smallest(shingles, CONSUMED_SKETCH, total))
-    whole_entries = []
-    for key in wholes:
-        entry = "=" + hex_key(key)
-        if entry not in whole_entries:
-            whole_entries.append(entry)
-        if len(whole_entries) >= CONSUMED_WHOLES:
-            break
-    return (header(k, total, token), *whole_entries, *(joined[i:i + 16] for i in range(0, len(joined), 16)))
+    head = header(k, total, token)
+    sketch = _hex(smallest(shingles, CONSUMED_SKETCH, total))
+    if not wholes:
+        return (head, sketch)
+    distinct = list(dict.fromkeys(wholes))[:CONSUMED_WHOLES]
+    return (head, "=" + _hex(distinct), sketch)
 
 
 # --- parsing ----------------------------------------------------------------------------
@@ -198,11 +198,9 @@ def parse_consumed(value: Any) -> Tuple[Optional[int], int, List[int], List[int]
         return None, 0, [], []
     sketch, wholes = [], []
     for item in items[1:]:
+        target = wholes if item.startswith("=") else sketch
         try:
-            if item.startswith("="):
-                wholes.append(int(item[1:], 16))
-            else:
-                sketch.append(int(item, 16))
+            target.extend(_keys(item.lstrip("=")))
         except ValueError:
             continue
     sketch.sort()
