@@ -323,3 +323,22 @@ def test_chat_response_tool_calls_are_read(li, spans, capture):
     assert json.loads(span.attributes[sc.GEN_AI_OUTPUT_MESSAGES]) == [{
         "role": "assistant", "finish_reason": "tool_call",
         "parts": [{"type": "tool_call", "id": "call_1", "name": "lookup", "arguments": {"q": "x"}}]}]
+
+
+def test_astream_complete_abandoned_and_exhausted(li, spans):
+    import gc
+
+    llm = EchoLLM(seen=[])
+
+    async def main():
+        full = [c.delta async for c in await llm.astream_complete("hi")]
+        partial = await llm.astream_complete("hi")
+        await partial.__anext__()
+        del partial
+        gc.collect()
+        return full
+
+    assert asyncio.run(main()) == ["echo", ":", " ", "hi"]
+    gc.collect()
+    ended = sorted(s.attributes[sc.STREAM_ENDED_BY] for s in spans().named("text_completion echo-1"))
+    assert ended == ["abandoned", "exhausted"]
