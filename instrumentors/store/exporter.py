@@ -30,6 +30,7 @@ from typing import Any, Optional, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import Attributes
 
 from .. import _semconv as sc
@@ -271,7 +272,7 @@ class SQLiteSpanExporter(SpanExporter):
             start = span.start_time or 0
             end = span.end_time or start
             status = span.status.status_code
-            error = 1 if status.value == 2 else 0
+            error = 1 if status is StatusCode.ERROR else 0
             rank = _root_rank(span, attributes)
             if attributes.get(sc.SPAN_KIND) == sc.KIND_FEEDBACK:
                 t_start, t_end = schema.NO_START, 0  # feedback never stretches a trace

@@ -1,0 +1,198 @@
+"""Embedded store: ingest throughput and query latency at 100k and 1M spans.
+
+    python benchmarks/bench_store.py            # 100k spans
+    python benchmarks/bench_store.py --full     # 100k and 1M spans (about a minute more)
+
+Spans are seed-shaped RAG traces (8 spans: pipeline root, query rewriter, embeddings,
+retrieval with documents JSON, context assembler with causal links, generator, validator,
+feedback) carrying the attributes our instrumentors write, built as SDK ``ReadableSpan``s
+ahead of time; only ``SQLiteSpanExporter.export`` is timed, in batches of 512 (the SDK
+BatchSpanProcessor's default). Targets (issue 6): ingest >= 50k spans/s; a two-filter
+trace-level query over 1M spans < 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from instrumentors import _semconv as sc  # noqa: E402
+from instrumentors.store import SQLiteSpanExporter, TraceStore  # noqa: E402
+
+BATCH = 512
+SPANS_PER_TRACE = 8
+RESOURCE = Resource.create({"service.name": "bench", "service.version": "1.0"})
+SCOPES = {name: InstrumentationScope(name, "0.1.0") for name in ("app", "openai", "langchain", "steps", "feedback")}
+DOCS = [f"kb/article-{i}" for i in range(200)]
+
+
+def make_trace(rnd: random.Random, t0: int) -> list:
+    trace_id = rnd.getrandbits(128)
+    ids = [rnd.getrandbits(64) | 1 for _ in range(SPANS_PER_TRACE)]
+
+    def ctx(i: int) -> SpanContext:
+        return SpanContext(trace_id, ids[i], False, TraceFlags(1))
+
+    root = ctx(0)
+    top = round(rnd.uniform(0.3, 0.95), 4)
+    docs = rnd.sample(DOCS, 3)
+    entries = [{"id": d, "score": round(top - 0.05 * r, 4), "metadata": {"source": d}} for r, d in enumerate(docs)]
+    llm = {sc.GEN_AI_OPERATION_NAME: "chat", sc.GEN_AI_PROVIDER_NAME: "openai", sc.SPAN_KIND: sc.KIND_LLM,
+           sc.LIBRARY: "openai", sc.SERVER_ADDRESS: "api.openai.com", sc.SERVER_PORT: 443,
+           sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",)}
+    spans = [
+        ("rag_pipeline", None, SCOPES["app"], SpanKind.INTERNAL, {"input.query": f"question {rnd.randrange(5000)}"}, ()),
+        ("chat gpt-4o-mini", root, SCOPES["openai"], SpanKind.CLIENT, {
+            **llm, sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini", sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
+            sc.GEN_AI_RESPONSE_ID: f"chatcmpl-{rnd.getrandbits(48):x}", sc.GEN_AI_USAGE_INPUT_TOKENS: rnd.randint(20, 60),
+            sc.GEN_AI_USAGE_OUTPUT_TOKENS: rnd.randint(5, 20)}, ()),
+        ("embeddings", root, SCOPES["langchain"], SpanKind.CLIENT, {
+            sc.GEN_AI_OPERATION_NAME: "embeddings", sc.SPAN_KIND: sc.KIND_EMBEDDING, sc.LIBRARY: "langchain",
+            sc.GEN_AI_REQUEST_MODEL: "text-embedding-3-small"}, ()),
+        ("retrieval InMemoryVectorStore", root, SCOPES["langchain"], SpanKind.CLIENT, {
+            sc.GEN_AI_OPERATION_NAME: "retrieval", sc.SPAN_KIND: sc.KIND_RETRIEVER, sc.LIBRARY: "langchain",
+            sc.COMPONENT: "VectorStoreRetriever", sc.GEN_AI_REQUEST_TOP_K: 3, sc.RETRIEVAL_DOCUMENT_COUNT: 3,
+            sc.RETRIEVAL_TOP_SCORE: top, sc.RETRIEVAL_LOWEST_SCORE: round(top - 0.1, 4),
+            sc.RETRIEVAL_SCORE_ORDER: "higher_is_better", sc.GEN_AI_RETRIEVAL_DOCUMENTS: json.dumps(entries)},
+         [Link(ctx(1), {sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_CAUSED_BY_GENERATION, sc.LINK_SOURCE_KIND: "generation",
+                        sc.LINK_COVERAGE: 1.0})]),
+        ("context assembler", root, SCOPES["steps"], SpanKind.INTERNAL, {
+            sc.SPAN_KIND: sc.KIND_STEP, sc.STEP_NAME: "context assembler", sc.LIBRARY: "user",
+            sc.CAUSAL_SOURCE_COUNT: 2, sc.CAUSAL_SOURCE_IDS: tuple(docs[:2]), sc.CAUSAL_UNUSED_IDS: (docs[2],)},
+         [Link(ctx(3), {sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_INFORMED_BY, sc.LINK_SOURCE_KIND: "document",
+                        sc.LINK_DOCUMENT_ID: d, sc.LINK_RANK: r, sc.LINK_SCORE: entries[r]["score"],
+                        sc.LINK_COVERAGE: 1.0}) for r, d in enumerate(docs[:2])]),
+        ("chat gpt-4o", root, SCOPES["openai"], SpanKind.CLIENT, {
+            **llm, sc.GEN_AI_REQUEST_MODEL: "gpt-4o", sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-2024-08-06",
+            sc.GEN_AI_RESPONSE_ID: f"chatcmpl-{rnd.getrandbits(48):x}", sc.GEN_AI_USAGE_INPUT_TOKENS: rnd.randint(300, 900),
+            sc.GEN_AI_USAGE_OUTPUT_TOKENS: rnd.randint(30, 200), sc.GEN_AI_REQUEST_TEMPERATURE: 0.2,
+            sc.PROMPT_TEMPLATE_HASH: rnd.choice(("a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"))},
+         [Link(ctx(4), {sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_CAUSED_BY_STEP, sc.LINK_SOURCE_KIND: "step",
+                        sc.LINK_COVERAGE: 1.0})]),
+        ("output validator", root, SCOPES["steps"], SpanKind.INTERNAL, {
+            sc.SPAN_KIND: sc.KIND_STEP, sc.STEP_NAME: "output validator", sc.LIBRARY: "user",
+            sc.STEP_STATUS: "pass" if rnd.random() < 0.95 else "fail"},
+         [Link(ctx(5), {sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_CAUSED_BY_GENERATION, sc.LINK_SOURCE_KIND: "generation",
+                        sc.LINK_COVERAGE: 1.0})]),
+        ("feedback", SpanContext(trace_id, ids[0], True, TraceFlags(1)), SCOPES["feedback"], SpanKind.INTERNAL, {
+            sc.SPAN_KIND: sc.KIND_FEEDBACK, sc.FEEDBACK_SCORE: 0.0 if (top < 0.6 and rnd.random() < 0.8) else 1.0,
+            sc.FEEDBACK_KEY: "user", sc.FEEDBACK_TARGET_SPAN_ID: format(ids[0], "016x")}, ()),
+    ]
+    out = []
+    for i, (name, parent, scope, kind, attrs, links) in enumerate(spans):
+        start = t0 + i * 1_000_000
+        out.append(ReadableSpan(name, ctx(i), parent, RESOURCE, attrs, links=links, kind=kind,
+                                instrumentation_scope=scope, start_time=start,
+                                end_time=start + (100_000_000 if i == 0 else 800_000)))
+    return out
+
+
+def batches(total_spans: int, seed: int = 1):
+    rnd = random.Random(seed)
+    t0 = 1_790_000_000_000_000_000
+    pending = []
+    made = 0
+    while made < total_spans:
+        trace = make_trace(rnd, t0 + made * 10_000_000)
+        pending.extend(trace)
+        made += len(trace)
+        while len(pending) >= BATCH:
+            yield pending[:BATCH]
+            pending = pending[BATCH:]
+    if pending:
+        yield pending
+
+
+def ingest(path: str, total: int) -> tuple:
+    exporter = SQLiteSpanExporter(path)
+    spent = 0.0
+    count = 0
+    prepared = []
+    # build spans ahead of timing, in chunks (1M ReadableSpans at once would need GBs)
+    chunk_spans = 64 * BATCH
+    gen = batches(total)
+    while True:
+        prepared = [b for _, b in zip(range(chunk_spans // BATCH), gen)]
+        if not prepared:
+            break
+        start = time.perf_counter()
+        for batch in prepared:
+            exporter.export(batch)
+        spent += time.perf_counter() - start
+        count += sum(len(b) for b in prepared)
+    exporter.shutdown()
+    return count, spent
+
+
+def timed(fn, repeats: int = 5) -> tuple:
+    samples = []
+    result = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples), result
+
+
+def run(total: int, directory: str) -> None:
+    path = os.path.join(directory, f"bench-{total}.db")
+    count, spent = ingest(path, total)
+    size = os.path.getsize(path) + (os.path.getsize(path + "-wal") if os.path.exists(path + "-wal") else 0)
+    print(f"\n== {count:,} spans ({count // SPANS_PER_TRACE:,} traces), store {size / 1e6:.0f} MB ==")
+    print(f"ingest: {count / spent:,.0f} spans/s ({spent:.1f} s in export(); target >= 50,000)")
+    store = TraceStore(path)
+    two = {"feedback.score": {"lt": 0.5}, "retrieval.top_score": {"lt": 0.6}}
+    cases = [
+        ("two-filter trace query, limit 50", lambda: store.query(two, limit=50)),
+        ("two-filter trace count", lambda: store.count(two)),
+        ("two-filter span-level query", lambda: store.query({"retrieval.top_score": {"lt": 0.4},
+                                                              "retrieval.document_count": 3}, level="span")),
+        ("one filter (string eq), limit 50", lambda: store.query({"gen_ai.request.model": "gpt-4o"}, limit=50)),
+        ("recent traces, no filter", lambda: store.query(limit=50)),
+        ("intrinsic name filter + attr", lambda: store.query({"name": "output validator",
+                                                              "instrumentors.step.status": "fail"}, limit=50)),
+    ]
+    for label, fn in cases:
+        seconds, result = timed(fn)
+        n = result if isinstance(result, int) else len(result)
+        print(f"  {label:36} {seconds * 1000:8.1f} ms   ({n} results)")
+    some = store.query(two, limit=1)[0]["trace_id"]
+    seconds, _ = timed(lambda: store.trace(some))
+    print(f"  {'trace() of one trace':36} {seconds * 1000:8.1f} ms")
+    seconds, _ = timed(lambda: store.explain(some))
+    print(f"  {'explain() of one trace':36} {seconds * 1000:8.1f} ms")
+    seconds, report = timed(lambda: store.blame(max_traces=5000), repeats=1)
+    print(f"  {'blame() over 5,000 judged traces':36} {seconds * 1000:8.1f} ms   (top: "
+          f"{report['findings'][0]['description'][:60] if report['findings'] else '-'}...)")
+    store.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="also run the 1M-span case")
+    parser.add_argument("--dir", help="where to put the store files (default: a temp dir)")
+    args = parser.parse_args()
+    directory = args.dir or tempfile.mkdtemp(prefix="bench-store-")
+    sizes = [100_000] + ([1_000_000] if args.full else [])
+    for total in sizes:
+        run(total, directory)
+
+
+if __name__ == "__main__":
+    main()
