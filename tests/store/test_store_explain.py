@@ -116,3 +116,36 @@ def test_side_call_is_not_on_the_causal_path(rag, store_path):
     on_path = {s["name"]: s["on_causal_path"] for s in result["steps"]}
     assert on_path == {"rag_pipeline": True, "output validator": True, "chat audit": False, "chat gpt-4o": True,
                        "context assembler": True, "retrieval kb": True, "chat gpt-4o-mini": True}
+
+
+def test_links_are_rebuilt_from_digests_when_a_trace_has_none(store_provider, store_path, set_config):
+    """Steps in different processes share no registry: the store rebuilds the links from
+    the fingerprint digests the spans carry (instrumentors.causal.rebuild_links)."""
+    from opentelemetry import trace
+
+    from instrumentors import _semconv as sc
+    from instrumentors import causal
+
+    set_config(causal_links=True)
+    doc_a = "Refunds are accepted within thirty days of purchase when the original receipt is shown at the desk."
+    doc_b = "Gift cards can never be exchanged for cash and they expire two years after the day they were issued."
+    tracer = store_provider.get_tracer("split")
+    with tracer.start_as_current_span("rag_pipeline") as root:
+        retrieval = tracer.start_span("retrieval", attributes={sc.SPAN_KIND: sc.KIND_RETRIEVER})
+        causal.produce(retrieval, [causal.Produced(doc_a, "document", "doc-a", 0, 0.41),
+                                   causal.Produced(doc_b, "document", "doc-b", 1, 0.33)])
+        retrieval.end()
+        prompt = f"Answer from this context:\n{doc_a}\nQuestion: can I return my shoes?"
+        consumption = causal.consume([prompt], trace.set_span_in_context(root))
+        assert consumption is not None and consumption.links  # in-process it links...
+        generator = tracer.start_span("generator", attributes={
+            sc.SPAN_KIND: sc.KIND_LLM, **consumption.attributes})  # ...but this process never saw them
+        generator.end()
+    trace_id = format(root.get_span_context().trace_id, "032x")
+    result = _explain(store_path, trace_id)
+    assert result["links_rebuilt"] is True
+    [gen] = [s for s in result["steps"] if s["name"] == "generator"]
+    assert [(l["document_id"], l["rank"], l["score"], l["step"], l["rebuilt"]) for l in gen["inputs"]["linked_from"]] == [
+        ("doc-a", 0, 0.41, "retrieval", True)]
+    assert gen["reached_via"] == "child" and result["steps"][2]["name"] == "retrieval"
+    assert result["steps"][2]["reached_via"] == "link"
