@@ -177,8 +177,8 @@ def _store_provider(store_path: str):
             from .store.exporter import SQLiteSpanExporter
 
             if len(_private_providers) >= _MAX_PRIVATE_PROVIDERS:
-                _, old = _private_providers.popitem()
-                old.shutdown()
+                oldest = next(iter(_private_providers))
+                _private_providers.pop(oldest).shutdown()
             provider = TracerProvider(resource=Resource.create())
             provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
             _private_providers[path] = provider

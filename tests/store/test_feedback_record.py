@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 from opentelemetry import trace
@@ -157,3 +158,18 @@ def test_bad_input_raises_and_writes_nothing(tracer_provider, span_exporter, sto
     import os
 
     assert not os.path.exists(store_path)
+
+
+def test_private_store_providers_are_bounded(monkeypatch, tmp_path):
+    monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
+    monkeypatch.setattr(_feedback, "_private_providers", {})
+    paths = [str(tmp_path / f"s{i}.db") for i in range(_feedback._MAX_PRIVATE_PROVIDERS + 3)]
+    for path in paths:
+        record_feedback(GOOD, 1.0, store_path=path)
+        assert len(_feedback._private_providers) <= _feedback._MAX_PRIVATE_PROVIDERS
+    assert list(_feedback._private_providers) == [os.path.abspath(p) for p in paths[-4:]]  # oldest evicted
+    for path in paths:  # every record reached its store, evicted providers included
+        with TraceStore(path) as store:
+            assert [f["score"] for f in store.feedback()] == [1.0]
+    for provider in _feedback._private_providers.values():
+        provider.shutdown()

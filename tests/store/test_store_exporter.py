@@ -232,3 +232,22 @@ def test_sdk_provider_with_the_exporter_never_raises_into_the_app(tmp_path):
     assert value == 42 and not span.is_recording()
     provider.shutdown()
     assert trace.get_current_span() is trace.INVALID_SPAN or not trace.get_current_span().is_recording()
+
+
+def test_caches_are_bounded(store_path, monkeypatch):
+    from instrumentors.store import exporter as exporter_module
+
+    monkeypatch.setattr(exporter_module, "_MAX_CACHED_KEYS", 8)
+    monkeypatch.setattr(exporter_module, "_MAX_CACHED_RESOURCES", 2)
+    exporter = SQLiteSpanExporter(store_path)
+    for i in range(40):
+        span = ReadableSpan("s", SpanContext(1, i + 1, False, TraceFlags(1)), None,
+                            Resource.create({"service.name": f"svc-{i}"}), {f"key.{i}": i, "shared": 1},
+                            start_time=1, end_time=2)
+        assert exporter.export([span]) == SpanExportResult.SUCCESS
+        assert len(exporter._keys) <= 8 and len(exporter._resources) <= 2
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*) FROM keys").fetchone()[0] == 41
+        assert db.execute("SELECT count(*) FROM resources").fetchone()[0] == 40
+        assert db.execute("SELECT count(*) FROM attrs").fetchone()[0] == 80
