@@ -17,7 +17,6 @@ scoped, bounded index), :mod:`.linking` (which hits become links), :mod:`.digest
 
 from ._api import Consumption, Produced, consume, produce
 from .digests import RebuiltLink, SpanDigests, rebuild_links
-from ._api import PENDING
 from .registry import REGISTRY
 from .steps import step
 
