@@ -289,3 +289,25 @@ def test_sampled_out_or_invalid_spans_register_nothing():
     from opentelemetry.trace import INVALID_SPAN
     produce(INVALID_SPAN, [Produced(DOC)])
     assert REGISTRY.stats()["sources"] == 0
+
+
+def test_env_var_and_instrument_all_toggle(tracer, monkeypatch, tracer_provider):
+    import instrumentors
+    from instrumentors import _config
+
+    monkeypatch.setenv("INSTRUMENTORS_CAUSAL_LINKS", "false")
+    _config.configure()
+    with tracer.start_as_current_span("request"):
+        assert consume([DOC]) is None
+    monkeypatch.delenv("INSTRUMENTORS_CAUSAL_LINKS")
+    _config.configure()
+    with tracer.start_as_current_span("request"):
+        assert consume([DOC]) is not None
+    assert instrumentors.instrument_all(tracer_provider=tracer_provider, causal_links=False,
+                                        enabled_libraries=[]) == []
+    with tracer.start_as_current_span("request"):
+        assert consume([DOC]) is None
+    monkeypatch.setenv("INSTRUMENTORS_CAUSAL_SCOPE", "process")
+    monkeypatch.setenv("INSTRUMENTORS_CAUSAL_MIN_COVERAGE", "0.7")
+    cfg = _config.configure()
+    assert (cfg.causal_scope, cfg.causal_min_coverage, cfg.causal_links) == ("process", 0.7, True)
