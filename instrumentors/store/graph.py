@@ -1,8 +1,8 @@
 """One trace's causal graph as a self-contained SVG or HTML page.
 
-A waterfall (one row per span, in tree order, bar = start..end) with the causal links
-drawn as arrows from the producing span to the consuming one, labelled with the document
-id and score. Spans with anomalies (from ``explain``) have a red outline; hovering any
+One row per span (tree order), an event-order timeline, what each span did and which
+documents it took in, and the causal links drawn as arrows from the producing span to the
+consuming one. Spans with anomalies (from ``explain``) have a red outline; hovering any
 bar shows its attributes (SVG ``<title>``, no script). The file references nothing
 outside itself: no scripts, fonts, stylesheets or images are fetched, so it opens offline
 and can be attached to an issue.
@@ -23,8 +23,9 @@ ROLE_COLORS = {
 }
 DEFAULT_COLOR = "#6e7781"
 ROW = 30
-LABEL_W = 300
-CHART_W = 640
+LABEL_W = 260
+CHART_W = 420
+FACTS_W = 420
 PAD = 16
 
 
@@ -50,16 +51,33 @@ def _tooltip(span: Mapping) -> str:
     return "\n".join(lines)
 
 
+def _inputs_text(span: Mapping) -> str:
+    docs = [l for l in an.causal_links(span) if l.get("document_id")]
+    if not docs:
+        return ""
+    return "in: " + ", ".join(f"{l['document_id']} {render.num(l.get('score'))}" for l in docs[:3]) + (
+        " …" if len(docs) > 3 else "")
+
+
 def svg(trace: Mapping, explanation: Optional[Mapping] = None, *, standalone: bool = True) -> str:
-    """The SVG document (``standalone``) or element for an HTML page."""
+    """The SVG document (``standalone``) or element for an HTML page.
+
+    Columns: span names (indented by nesting), an event-order timeline (every start and
+    end is one step along x, so a 1 ms step next to a 2 s call stays visible; the order
+    and nesting are exact, the proportions are not), and what each span did. Causal links
+    are red arrows from the producer's end to the consumer's start; hover for details.
+    """
     rows = _rows(trace)
     spans = [s for s, _ in rows]
-    flagged = {a["span_id"]: a for a in (explanation or {}).get("anomalies", []) if a.get("span_id")}
-    start = min((s["start_ns"] for s in spans if not an.is_feedback(s)), default=0)
-    end = max((s["end_ns"] for s in spans if not an.is_feedback(s)), default=start + 1)
-    total = max(end - start, 1)
+    flagged = {a["span_id"]: a for a in (explanation or {}).get("anomalies", [])
+               if a.get("span_id") and a.get("severity") in ("error", "warning")}
+    times = sorted({t for s in spans if not an.is_feedback(s) for t in (s["start_ns"], s["end_ns"])})
+    slot = {t: i for i, t in enumerate(times)}
+    last = max(len(times) - 1, 1)
     height = PAD * 2 + ROW * (len(rows) + 1)
-    full_w = LABEL_W + CHART_W + PAD * 3
+    chart_x = LABEL_W + PAD * 2
+    facts_x = chart_x + CHART_W + PAD
+    full_w = facts_x + FACTS_W + PAD
     index = {s["span_id"]: i for i, (s, _) in enumerate(rows)}
     parts = []
     ns = ' xmlns="http://www.w3.org/2000/svg"' if standalone else ""
@@ -73,50 +91,52 @@ def svg(trace: Mapping, explanation: Optional[Mapping] = None, *, standalone: bo
     parts.append(f'<text x="{PAD}" y="{PAD + 12}" font-weight="bold">{escape(header)}</text>')
 
     def x_of(ns_value: int) -> float:
-        clamped = min(max(ns_value, start), end)
-        return LABEL_W + PAD * 2 + (clamped - start) / total * CHART_W
+        return chart_x + slot.get(ns_value, last) / last * CHART_W
 
     centers = {}
     for i, (span, depth) in enumerate(rows):
         y = PAD + ROW * (i + 1)
+        if i % 2:
+            parts.append(f'<rect x="0" y="{y}" width="{full_w}" height="{ROW}" fill="#f6f8fa"/>')
         role = an.role(span)
         color = "#cf222e" if span.get("status") == "ERROR" else ROLE_COLORS.get(role, DEFAULT_COLOR)
         if an.is_feedback(span):
-            x0 = LABEL_W + PAD * 2 + CHART_W - 10
+            x0 = chart_x + CHART_W - 8
             x1 = x0 + 8
         else:
             x0 = x_of(span["start_ns"])
-            x1 = max(x_of(span["end_ns"]), x0 + 3)
+            x1 = max(x_of(span["end_ns"]), x0 + 4)
         centers[span["span_id"]] = (x0, x1, y + ROW / 2)
-        label = render.cut(("  " * depth) + span["name"], 42)
+        label = render.cut(("  " * depth) + span["name"], 34)
         outline = ' stroke="#cf222e" stroke-width="2.5"' if span["span_id"] in flagged else ""
+        facts = render.span_facts(span)
+        inputs = _inputs_text(span)
         parts.append("<g>")
         parts.append(f"<title>{escape(_tooltip(span))}</title>")
         parts.append(f'<text x="{PAD}" y="{y + ROW / 2 + 4}" xml:space="preserve">{escape(label)}</text>')
         parts.append(f'<rect x="{x0:.1f}" y="{y + 7}" width="{x1 - x0:.1f}" height="{ROW - 14}" rx="3" '
                      f'fill="{color}" fill-opacity="0.85"{outline}/>')
-        facts = render.cut(render.span_facts(span), 60)
-        text_x = min(x1 + 6, LABEL_W + PAD * 2 + CHART_W - 200)
-        parts.append(f'<text x="{text_x:.1f}" y="{y + ROW / 2 + 4}" fill="#24292f" font-size="10">{escape(facts)}</text>')
+        parts.append(f'<text x="{facts_x}" y="{y + ROW / 2 - (2 if inputs else -4)}" fill="#24292f" font-size="10">'
+                     f'{escape(render.cut(facts, 72))}</text>')
+        if inputs:
+            parts.append(f'<text x="{facts_x}" y="{y + ROW / 2 + 10}" fill="#cf222e" font-size="10">'
+                         f'{escape(render.cut(inputs, 72))}</text>')
+        if span["span_id"] in flagged:
+            parts.append(f'<text x="{facts_x - 12}" y="{y + ROW / 2 + 4}" fill="#cf222e" font-weight="bold">!</text>')
         parts.append("</g>")
     # causal links: producer end -> consumer start
     for span, _ in rows:
         for link in an.causal_links(span):
             if link["span_id"] not in centers:
                 continue
-            px0, px1, py = centers[link["span_id"]]
-            cx0, cx1, cy = centers[span["span_id"]]
-            bend = 40 + 6 * abs(index[span["span_id"]] - index[link["span_id"]])
+            _, px1, py = centers[link["span_id"]]
+            cx0, _, cy = centers[span["span_id"]]
+            bend = 24 + 4 * abs(index[span["span_id"]] - index[link["span_id"]])
             path = (f"M {px1:.1f} {py:.1f} C {px1 + bend:.1f} {py:.1f}, {cx0 - bend:.1f} {cy:.1f}, "
                     f"{cx0:.1f} {cy:.1f}")
-            label = link.get("document_id") or link.get("link_type") or "link"
-            if link.get("score") is not None:
-                label += f" {render.num(link['score'])}"
             parts.append(f'<g><title>{escape(render.link_text(link))}</title>'
-                         f'<path d="{path}" fill="none" stroke="#cf222e" stroke-width="1.3" stroke-opacity="0.8" '
-                         f'marker-end="url(#arrow)"/>'
-                         f'<text x="{(px1 + cx0) / 2:.1f}" y="{(py + cy) / 2 - 3:.1f}" font-size="9" fill="#cf222e">'
-                         f'{escape(render.cut(label, 28))}</text></g>')
+                         f'<path d="{path}" fill="none" stroke="#cf222e" stroke-width="1.3" stroke-opacity="0.75" '
+                         f'marker-end="url(#arrow)"/></g>')
     parts.append("</svg>")
     return "\n".join(parts)
 

@@ -234,7 +234,11 @@ def test_graph_export_is_self_contained(seeded, store_path, capsys, tmp_path, fm
     assert "<script" not in text and "@import" not in text and "url(http" not in text
     assert text.count("<rect") >= 8  # background + one bar per span
     assert "marker-end=\"url(#arrow)\"" in text  # causal links drawn
-    assert "kb/pricing-2025 0.44" in text
+    assert "in: kb/pricing-2025 0.44, kb/plans 0.40" in text
+    if fmt == "svg":
+        import xml.etree.ElementTree as ET
+
+        ET.fromstring(text.split("?>", 1)[1])  # well-formed
     if fmt == "html":
         assert text.startswith("<!DOCTYPE html>") and "Likely cause" in text
     else:
