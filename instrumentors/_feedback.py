@@ -199,6 +199,8 @@ def _root_from_store(store_path: str, trace_hex: str) -> Optional[int]:
 
 
 def _find_root(provider: Any, store_path: str, trace_hex: str) -> Optional[int]:
+    if not os.path.exists(store_path):
+        return None  # spans go elsewhere (e.g. OTLP only): no lookup, and no flush to wait for
     try:
         root = _root_from_store(store_path, trace_hex)
         if root is None and _is_sdk_provider(provider):

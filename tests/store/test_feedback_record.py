@@ -173,3 +173,38 @@ def test_private_store_providers_are_bounded(monkeypatch, tmp_path):
             assert [f["score"] for f in store.feedback()] == [1.0]
     for provider in _feedback._private_providers.values():
         provider.shutdown()
+
+
+class _FlushCounter:
+    """A span processor that counts force_flush calls (and keeps nothing)."""
+
+    def __init__(self) -> None:
+        self.flushes = 0
+
+    def on_start(self, span, parent_context=None):
+        pass
+
+    def on_end(self, span):
+        pass
+
+    def shutdown(self):
+        pass
+
+    def force_flush(self, timeout_millis=30000):
+        self.flushes += 1
+        return True
+
+
+def test_flushes_pending_spans_only_when_the_store_is_in_use(tmp_path, store_provider, store_path):
+    from opentelemetry.sdk.trace import TracerProvider
+
+    provider = TracerProvider()
+    counter = _FlushCounter()
+    provider.add_span_processor(counter)
+    record = record_feedback(GOOD, 0.0, tracer_provider=provider, store_path=str(tmp_path / "absent.db"))
+    assert (record.parent_source, counter.flushes) == ("synthetic", 0)  # e.g. OTLP only: never waits
+    with store_provider.get_tracer("t").start_as_current_span("root"):
+        pass  # creates the store file
+    record = record_feedback(GOOD, 0.0, tracer_provider=provider, store_path=store_path)
+    assert (record.parent_source, counter.flushes) == ("synthetic", 1)  # looked, flushed once, looked again
+    provider.shutdown()
