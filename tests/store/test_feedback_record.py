@@ -175,20 +175,14 @@ def test_private_store_providers_are_bounded(monkeypatch, tmp_path):
         provider.shutdown()
 
 
-class _FlushCounter:
+from opentelemetry.sdk.trace import SpanProcessor  # noqa: E402
+
+
+class _FlushCounter(SpanProcessor):
     """A span processor that counts force_flush calls (and keeps nothing)."""
 
     def __init__(self) -> None:
         self.flushes = 0
-
-    def on_start(self, span, parent_context=None):
-        pass
-
-    def on_end(self, span):
-        pass
-
-    def shutdown(self):
-        pass
 
     def force_flush(self, timeout_millis=30000):
         self.flushes += 1
