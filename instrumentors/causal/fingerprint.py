@@ -46,7 +46,7 @@ MIN_EMBEDDED_WORDS = 3
 
 # List markers and citation numbers: 1-3 digits then . ) or ], after a separator (or at
 # the start) and not followed by a word character. "1.", "2)", "[3]", "(4)"; not "3.5".
-_MARKERS = re.compile(r"(?:^|(?<=[\W_]))\d{1,3}[.)\]](?![^\W_])")
+_MARKERS = re.compile(r"(?<![^\W_])\d{1,3}[.)\]](?![^\W_])")
 _MARKER_HINT = re.compile(r"\d[.)\]]")
 _SEPARATORS = re.compile(r"[\W_]+")
 _ESCAPES = re.compile(r"\\(?:u([0-9a-fA-F]{4})|[nrtbf\"'\\/])")
