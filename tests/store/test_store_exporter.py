@@ -251,3 +251,15 @@ def test_caches_are_bounded(store_path, monkeypatch):
         assert db.execute("SELECT count(*) FROM keys").fetchone()[0] == 41
         assert db.execute("SELECT count(*) FROM resources").fetchone()[0] == 40
         assert db.execute("SELECT count(*) FROM attrs").fetchone()[0] == 80
+
+
+def test_non_finite_numbers_are_stored_as_null(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    assert exporter.export([_span(9, 1, attrs={"nan": float("nan"), "inf": (1.0, float("inf")), "ok": 2.5})]) == \
+        SpanExportResult.SUCCESS
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert json.loads(db.execute("SELECT attributes FROM spans").fetchone()[0]) == {
+            "nan": None, "inf": [1.0, None], "ok": 2.5}
+        assert db.execute("SELECT a.num FROM attrs a JOIN keys k ON k.id = a.key ORDER BY k.name, a.pos").fetchall() == [
+            (1.0,), (2.5,)]

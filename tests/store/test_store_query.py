@@ -250,3 +250,12 @@ def test_dataframe_export(dataset, store_path):
         assert sorted(frame["retrieval.top_score"]) == [0.3, 0.41]
         spans = store.to_dataframe({"model": "m1"}, level="span")
         assert sorted(spans["retrieval.top_score"]) == [0.41, 0.6]
+
+
+def test_time_window(dataset, store_path):
+    t0 = 1_700_000_000  # the dataset's first trace starts here (epoch seconds); one every 10 s
+    with TraceStore(store_path) as store:
+        assert _labels(store.query(None, limit=None, since=t0 + 15), dataset) == ["C", "D"]
+        assert _labels(store.query(None, limit=None, until=t0 + 15), dataset) == ["A", "B"]
+        assert _labels(store.query({"model": "m1"}, limit=None, since=t0 + 5, until=t0 + 25), dataset) == ["C"]
+        assert [s["name"] for s in store.query({"model": "m1"}, level="span", since=t0 + 15)] == ["retrieval"]
