@@ -32,6 +32,9 @@ def _g(obj: Any, key: str) -> Any:
     return getattr(obj, key, None)
 
 
+_dict_get = dict.get
+
+
 def _num(value: Any) -> Any:
     """A number usable as an attribute (bools and anything else are dropped)."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -460,74 +463,75 @@ class _ChoicesAccumulator(Accumulator):
         self.choices: dict = {}
 
     def add(self, chunk: Any) -> None:
+        # Hot path (once per chunk): one C-level getter for the whole chunk tree, chosen by
+        # whether it is a parsed object or a raw JSON dict; header fields read once.
+        g = _dict_get if type(chunk) is dict else getattr
         if self.id is None:
-            self.id = _g(chunk, "id")
-        if self.model is None:
-            self.model = _g(chunk, "model")
-        usage = _g(chunk, "usage")
+            self.id = g(chunk, "id", None)
+            self.model = g(chunk, "model", None)
+            self.fingerprint = g(chunk, "system_fingerprint", None)
+            self.tier = g(chunk, "service_tier", None)
+        usage = g(chunk, "usage", None)
         if usage is not None:
             self.usage = usage
-        if self.fingerprint is None:
-            self.fingerprint = _g(chunk, "system_fingerprint")
-        if self.tier is None:
-            self.tier = _g(chunk, "service_tier")
-        choices = _g(chunk, "choices")
+        choices = g(chunk, "choices", None)
         if not choices:
             return
         keep = self.keep_text
         for choice in choices:
-            index = _g(choice, "index") or 0
+            index = g(choice, "index", None) or 0
             state = self.choices.get(index)
             if state is None:
                 state = self.choices[index] = _ChoiceState()
             if self.chat:
-                delta = _g(choice, "delta")
+                delta = g(choice, "delta", None)
                 if delta is not None:
                     if keep:
-                        piece = _g(delta, "content") or _g(delta, "refusal")
+                        piece = g(delta, "content", None) or g(delta, "refusal", None)
                         if piece:
                             state.text.append(piece)
-                    role = _g(delta, "role")
+                    role = g(delta, "role", None)
                     if role:
                         state.role = role
-                    calls = _g(delta, "tool_calls")
+                    calls = g(delta, "tool_calls", None)
                     if calls:
                         for call in calls:
-                            slot = state.tools.get(_g(call, "index") or 0)
+                            position = g(call, "index", None) or 0
+                            slot = state.tools.get(position)
                             if slot is None:
-                                slot = state.tools[_g(call, "index") or 0] = [None, None, [], "function"]
-                            call_id = _g(call, "id")
+                                slot = state.tools[position] = [None, None, [], "function"]
+                            call_id = g(call, "id", None)
                             if call_id:
                                 slot[0] = call_id
-                            ctype = _g(call, "type")
+                            ctype = g(call, "type", None)
                             if ctype:
                                 slot[3] = ctype
-                            fn = _g(call, "function")
+                            fn = g(call, "function", None)
                             if fn is not None:
-                                name = _g(fn, "name")
+                                name = g(fn, "name", None)
                                 if name:
                                     slot[1] = name
                                 if keep:
-                                    piece = _g(fn, "arguments")
+                                    piece = g(fn, "arguments", None)
                                     if piece:
                                         slot[2].append(piece)
-                    legacy = _g(delta, "function_call")
+                    legacy = g(delta, "function_call", None)
                     if legacy is not None:
                         slot = state.tools.get(-1)
                         if slot is None:
                             slot = state.tools[-1] = [None, None, [], "function"]
-                        name = _g(legacy, "name")
+                        name = g(legacy, "name", None)
                         if name:
                             slot[1] = name
                         if keep:
-                            piece = _g(legacy, "arguments")
+                            piece = g(legacy, "arguments", None)
                             if piece:
                                 slot[2].append(piece)
             elif keep:
-                piece = _g(choice, "text")
+                piece = g(choice, "text", None)
                 if piece:
                     state.text.append(piece)
-            reason = _g(choice, "finish_reason")
+            reason = g(choice, "finish_reason", None)
             if reason:
                 state.finish = reason
 

@@ -63,6 +63,7 @@ MAX_RAW_BODY = 8 * 1024 * 1024
 
 # Set by install(): the SDK classes whose instances need special handling.
 _STREAM_TYPES: tuple = ()
+_MODEL_TYPES: tuple = ()  # parsed responses (openai.BaseModel): the common, fast case
 _AZURE_TYPES: tuple = ()
 
 
@@ -190,7 +191,10 @@ class _Call:
         """Attach the response to the span; always returns what the SDK returned
         (or, for a stream, a transparent proxy of it)."""
         try:
-            if _STREAM_TYPES and isinstance(result, _STREAM_TYPES):
+            if isinstance(result, _MODEL_TYPES):
+                self.complete(self.op.result(result, self.keep_text))
+                return result
+            if isinstance(result, _STREAM_TYPES):
                 proxy = TracedAsyncStream if is_async else TracedStream
                 return proxy(result, self.span, _ChunkObserver(self), start_ns=self.start_ns)
             http = _http_response(result)
@@ -244,14 +248,12 @@ def _decode_body(call: _Call, body: bytes, sse: bool) -> Result:
 class _ChunkObserver(StreamObserver):
     """Parsed chunks/events from ``Stream``/``AsyncStream``."""
 
-    __slots__ = ("call", "acc")
+    __slots__ = ("call", "acc", "on_item")
 
     def __init__(self, call: _Call) -> None:
         self.call = call
         self.acc = call.op.accumulator(call.keep_text)
-
-    def on_item(self, item: Any) -> None:
-        self.acc.add(item)
+        self.on_item = self.acc.add  # once per chunk: no extra call layer
 
     def on_end(self, ended_by: str, exc: Optional[BaseException]) -> None:
         self.call.apply(self.acc.result(), exc)
@@ -517,11 +519,12 @@ def patch_targets() -> list:
 
 def install(tel: Telemetry) -> None:
     """Wrap the request methods once; a second install is a no-op."""
-    global _STREAM_TYPES, _AZURE_TYPES
+    global _STREAM_TYPES, _MODEL_TYPES, _AZURE_TYPES
     import openai
-    from openai import AsyncStream, Stream
+    from openai import AsyncStream, BaseModel, Stream
 
     _STREAM_TYPES = (Stream, AsyncStream)
+    _MODEL_TYPES = (BaseModel,)
     _AZURE_TYPES = tuple(t for t in (getattr(openai, "AzureOpenAI", None), getattr(openai, "AsyncAzureOpenAI", None)) if t)
     (sync_target, async_target) = patch_targets()
     for (cls, name), factory in ((sync_target, sync_wrapper), (async_target, async_wrapper)):
