@@ -28,17 +28,16 @@ from opentelemetry.trace import Span, SpanKind
 
 from .. import _content
 from .. import _semconv as sc
-from .. import causal
 from .._metrics import GenAIMetrics
 from .._spans import (
     end_span,
-    fail_open,
     report_internal_error,
-    set_attributes,
     start_span,
     usage_attributes,
 )
+from . import _causal
 from . import _readers as readers
+from ._readers import set_span_attributes
 from . import _retrieval as retrieval
 from ._context import KIND_LLM, KIND_RETRIEVER, TOOL_CALL_ID_KEY, claim_pending
 
@@ -188,14 +187,16 @@ class OTelCallbackHandler(BaseCallbackHandler):
         run = self._pop(run_id)
         if run is None:
             return
-        with fail_open("langchain.chain_end"):
-            if _content.capture_enabled():
+        if _content.capture_enabled():
+            try:
                 inputs = kwargs.get("inputs")
                 if run.deferred_inputs and inputs is not None:
                     run.span.set_attribute(sc.INPUT_VALUE, _content.json_value(readers.to_jsonable(inputs)) or "")
                 value = _content.json_value(readers.to_jsonable(outputs))
                 if value is not None:
                     run.span.set_attribute(sc.OUTPUT_VALUE, value)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("langchain.chain_end", exc)
         end_span(run.span)
 
     @_guard
@@ -234,23 +235,18 @@ class OTelCallbackHandler(BaseCallbackHandler):
         })
         stream = bool(pending is not None and pending.info.get("stream"))
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream or params.get("stream") is True
-        if messages is not None:
-            texts = readers.message_texts(messages)
-            if _content.capture_enabled():
-                attrs[sc.GEN_AI_INPUT_MESSAGES] = _content.json_value([readers.message_json(m) for m in messages])
-        else:
-            texts = [p for p in prompts or () if isinstance(p, str) and p]
-            if _content.capture_enabled():
-                attrs[sc.GEN_AI_INPUT_MESSAGES] = _content.json_value(
-                    [{"role": "user", "parts": [{"type": "text", "content": p}]} for p in texts])
+        if _content.capture_enabled():
+            if messages is not None:
+                value = [readers.message_json(m) for m in messages]
+            else:
+                value = [{"role": "user", "parts": [{"type": "text", "content": p}]} for p in prompts or ()]
+            attrs[sc.GEN_AI_INPUT_MESSAGES] = _content.json_value(value)
         parent = self._parent(parent_run_id)
         links = None
-        if texts:
-            with fail_open("langchain.llm.consume"):
-                consumption = causal.consume(texts, parent)
-                if consumption is not None:
-                    links = consumption.links
-                    attrs.update(consumption.attributes)
+        if _causal.enabled():
+            texts = (readers.message_texts(messages) if messages is not None
+                     else [p for p in prompts or () if isinstance(p, str) and p])
+            links = _causal.consume(texts, parent, attrs)
         model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
         name = f"{operation} {model}" if model else operation
         span = start_span(self.tracer, name, kind=SpanKind.CLIENT, attributes=attrs, links=links, parent=parent)
@@ -291,34 +287,37 @@ class OTelCallbackHandler(BaseCallbackHandler):
         closed = isinstance(error, GeneratorExit)
         child_usage = next((f for f in run.frames if f.child_reported_usage), None)
         input_tokens = output_tokens = response_model = None
-        with fail_open("langchain.llm_end"):
+        try:
+            attrs: dict = {}
             if response is not None:
-                outcome = readers.read_llm_result(response)
+                capture = _content.capture_enabled()
+                causal_on = _causal.enabled()
+                outcome = readers.read_llm_result(response, keep_messages=capture, keep_texts=causal_on)
                 input_tokens, output_tokens = outcome.input_tokens, outcome.output_tokens
                 response_model = outcome.attributes.get(sc.GEN_AI_RESPONSE_MODEL)
-                attrs = dict(outcome.attributes)
+                attrs.update(outcome.attributes)
                 if input_tokens is not None or output_tokens is not None:
                     attrs.update(usage_attributes(child_usage, input_tokens, output_tokens))
                     if child_usage is None:
                         attrs.update(outcome.extra_usage)
-                if _content.capture_enabled() and outcome.output_messages:
+                if capture and outcome.output_messages:
                     attrs[sc.GEN_AI_OUTPUT_MESSAGES] = _content.json_value(outcome.output_messages)
-                set_attributes(span, attrs)
-                produced = [causal.Produced(text=t, kind="generation") for t in outcome.generations]
-                produced += [causal.Produced(text=t, kind="tool_call") for t in outcome.tool_calls]
-                if produced:
-                    with fail_open("langchain.llm.produce"):
-                        causal.produce(span, produced)
+                if causal_on:
+                    _causal.produce(span, lambda: (
+                        [_causal.Produced(text=t, kind="generation") for t in outcome.generations]
+                        + [_causal.Produced(text=t, kind="tool_call") for t in outcome.tool_calls]))
             if run.stream:
-                span.set_attribute(sc.STREAM_CHUNK_COUNT, run.chunks)
-                span.set_attribute(sc.STREAM_ENDED_BY,
-                                   "exhausted" if error is None else "closed" if closed else "error")
+                attrs[sc.STREAM_CHUNK_COUNT] = run.chunks
+                attrs[sc.STREAM_ENDED_BY] = "exhausted" if error is None else "closed" if closed else "error"
+            set_span_attributes(span, attrs)
             if self.metrics.enabled and child_usage is None and run.metric_attrs is not None:
                 mattrs = dict(run.metric_attrs)
                 mattrs[sc.GEN_AI_RESPONSE_MODEL] = response_model
                 if error is not None and not closed:
                     mattrs[sc.ERROR_TYPE] = type(error).__qualname__
                 self.metrics.record(time.monotonic() - run.start, mattrs, input_tokens, output_tokens)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.llm_end", exc)
         end_span(span, None if error is None or closed else error)
 
     # retrievers -----------------------------------------------------------------------------
@@ -377,13 +376,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
             attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = (_content.json_value(inputs) if isinstance(inputs, dict)
                                                     else _content.text(args_text))
         parent = self._parent(parent_run_id)
-        links = None
-        if args_text:
-            with fail_open("langchain.tool.consume"):
-                consumption = causal.consume([args_text], parent)
-                if consumption is not None:
-                    links = consumption.links
-                    attrs.update(consumption.attributes)
+        links = _causal.consume([args_text], parent, attrs) if args_text and _causal.enabled() else None
         span = start_span(self.tracer, f"{sc.OP_EXECUTE_TOOL} {name}", attributes=attrs, links=links, parent=parent)
         self._put(run_id, Run(span, RUN_TOOL))
 
@@ -392,13 +385,15 @@ class OTelCallbackHandler(BaseCallbackHandler):
         run = self._pop(run_id)
         if run is None:
             return
-        with fail_open("langchain.tool_end"):
-            text = readers.result_text(output)
-            if _content.capture_enabled():
-                run.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _content.text(text) or "")
-            if text:
-                with fail_open("langchain.tool.produce"):
-                    causal.produce(run.span, [causal.Produced(text=text, kind="tool_result")])
+        try:
+            if _content.capture_enabled() or _causal.enabled():
+                text = readers.result_text(output)
+                if _content.capture_enabled():
+                    run.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _content.text(text) or "")
+                if text:
+                    _causal.produce(run.span, lambda: [_causal.Produced(text=text, kind="tool_result")])
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.tool_end", exc)
         end_span(run.span)
 
     @_guard

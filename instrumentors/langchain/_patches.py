@@ -36,7 +36,6 @@ from .._spans import (
     end_span,
     fail_open,
     report_internal_error,
-    set_attributes,
     start_span,
 )
 from . import _readers as readers
@@ -292,22 +291,26 @@ def _start_vector_search(store: Any, args: tuple, kwargs: dict) -> tuple:
 
 
 def _finish_vector_search(span: Any, result: Any, scored: Optional[str], store: Any, collector: Any) -> None:
-    with fail_open("langchain.vector_store.finish"):
+    try:
         if scored:
             docs, scores = retrieval.split_scored(result)
             order = _score_order(scored, store)
         else:
             docs = list(result or ())
             scores, order = retrieval.scores_for(docs, collector)
-        retrieval.finish_retrieval(span, docs, scores, order)
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.vector_store.finish", exc)
+        end_span(span)
         return
-    end_span(span)
+    retrieval.finish_retrieval(span, docs, scores, order)
 
 
 def _capture(result: Any, scored: Optional[str], store: Any, collector: Any) -> None:
     if collector is not None and scored:
-        with fail_open("langchain.vector_store.capture"):
+        try:
             collector.add(result, _score_order(scored, store))
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.vector_store.capture", exc)
 
 
 def _vector_store_wrapper(scored: Optional[str], makes_span: bool, is_async: bool) -> Callable:
@@ -372,13 +375,24 @@ def _embedding_model(embeddings: Any) -> Optional[str]:
     return None
 
 
+_EMBEDDING_PROVIDERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # class -> provider
+
+
+def _embedding_provider(cls: type) -> str:
+    provider = _EMBEDDING_PROVIDERS.get(cls)
+    if provider is None:
+        provider = readers.provider_name(cls.__name__, None, [k.__name__ for k in cls.__mro__])
+        _EMBEDDING_PROVIDERS[cls] = provider
+    return provider
+
+
 def _start_embedding(embeddings: Any) -> tuple:
     try:
         cls = type(embeddings)
         model = _embedding_model(embeddings)
         attrs = {
             sc.GEN_AI_OPERATION_NAME: sc.OP_EMBEDDINGS,
-            sc.GEN_AI_PROVIDER_NAME: readers.provider_name(cls.__name__, None, [k.__name__ for k in cls.__mro__]),
+            sc.GEN_AI_PROVIDER_NAME: _embedding_provider(cls),
             sc.GEN_AI_REQUEST_MODEL: model,
             sc.SPAN_KIND: sc.KIND_EMBEDDING,
             sc.LIBRARY: "langchain",
@@ -394,10 +408,12 @@ def _start_embedding(embeddings: Any) -> tuple:
 
 
 def _finish_embedding(span: Any, result: Any, single: bool) -> None:
-    with fail_open("langchain.embeddings.finish"):
+    try:
         vector = result if single else (result[0] if result else None)
         if isinstance(vector, (list, tuple)):
-            set_attributes(span, {sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: len(vector)})
+            span.set_attribute(sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT, len(vector))
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.embeddings.finish", exc)
     end_span(span)
 
 

@@ -77,6 +77,13 @@ _PROVIDER_BY_LS = {
 }
 
 
+def set_span_attributes(span: Any, attributes: dict) -> None:
+    """All non-None attributes in one SDK call (one lock, one validation pass)."""
+    values = {k: v for k, v in attributes.items() if v is not None}
+    if values:
+        span.set_attributes(values)
+
+
 def class_name(serialized: Any) -> Optional[str]:
     """The class name LangChain put in a callback's ``serialized`` dict (``id[-1]``)."""
     if isinstance(serialized, dict):
@@ -158,8 +165,10 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
     model = model_name(params, metadata)
     if model:
         attrs[sc.GEN_AI_REQUEST_MODEL] = model
-    for key, attr in _PARAM_KEYS.items():
-        value = params.get(key)
+    for key, value in params.items():
+        attr = _PARAM_KEYS.get(key)
+        if attr is None or value is None:
+            continue
         if attr == sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER:
             if isinstance(value, str):
                 attrs[attr] = value
@@ -384,8 +393,9 @@ def _is_langchain_run_id(value: str) -> bool:
     return value.startswith("run-") or value.startswith("lc_run-") or value.startswith("lc_")
 
 
-def read_llm_result(response: Any) -> LLMOutcome:
-    """Response model/id/finish reasons, usage, output messages and raw texts of one run."""
+def read_llm_result(response: Any, keep_messages: bool = True, keep_texts: bool = True) -> LLMOutcome:
+    """Response model/id/finish reasons, usage, output messages (``keep_messages``: for
+    content capture) and raw texts (``keep_texts``: for the causal registry) of one run."""
     outcome = LLMOutcome()
     llm_output = getattr(response, "llm_output", None) or {}
     generations = getattr(response, "generations", None) or []
@@ -416,21 +426,24 @@ def read_llm_result(response: Any) -> LLMOutcome:
             usage = getattr(message, "usage_metadata", None)
             if usage and outcome.input_tokens is None and outcome.output_tokens is None:
                 _usage_from_metadata(dict(usage), outcome)
-            msg = message_json(message)
-            msg["role"] = "assistant"
-            msg["finish_reason"] = message_finish_reason(finish)
-            outcome.output_messages.append(msg)
-            text = content_text(getattr(message, "content", ""))
+            if keep_messages:
+                msg = message_json(message)
+                msg["role"] = "assistant"
+                msg["finish_reason"] = message_finish_reason(finish)
+                outcome.output_messages.append(msg)
+            text = content_text(getattr(message, "content", "")) if keep_texts else ""
             for call in getattr(message, "tool_calls", None) or ():
                 if isinstance(call, dict):
-                    outcome.tool_calls.append(_content.dumps(call.get("args")))
+                    if keep_texts:
+                        outcome.tool_calls.append(_content.dumps(call.get("args")))
                     call_summaries.append({"id": call.get("id"), "name": call.get("name"), "type": "function"})
         else:
             text = getattr(gen, "text", "") or ""
-            msg = {"role": "assistant", "parts": [{"type": "text", "content": text}] if text else [],
-                   "finish_reason": message_finish_reason(finish)}
-            outcome.output_messages.append(msg)
-        if text:
+            if keep_messages:
+                outcome.output_messages.append({
+                    "role": "assistant", "parts": [{"type": "text", "content": text}] if text else [],
+                    "finish_reason": message_finish_reason(finish)})
+        if text and keep_texts:
             outcome.generations.append(text)
     if outcome.input_tokens is None and outcome.output_tokens is None:
         usage = llm_output.get("token_usage") or llm_output.get("usage")

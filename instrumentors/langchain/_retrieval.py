@@ -20,8 +20,9 @@ from opentelemetry.trace import SpanKind
 
 from .. import _config, _content
 from .. import _semconv as sc
-from .. import causal
-from .._spans import end_span, fail_open, set_attributes, start_span
+from .._spans import end_span, report_internal_error, start_span
+from . import _causal
+from ._readers import set_span_attributes
 
 COLLECTOR_KEY = otel_context.create_key("instrumentors.langchain.retrieval_collector")
 
@@ -156,12 +157,8 @@ def start_retrieval(
         sc.GEN_AI_RETRIEVAL_QUERY_TEXT: _content.text(query) if isinstance(query, str) else None,
     }
     links = None
-    if isinstance(query, str) and query:
-        with fail_open("langchain.retrieval.consume"):
-            consumption = causal.consume([query], parent)
-            if consumption is not None:
-                links = consumption.links
-                attrs.update(consumption.attributes)
+    if isinstance(query, str) and query and _causal.enabled():
+        links = _causal.consume([query], parent, attrs)
     return start_span(tracer, f"{sc.OP_RETRIEVAL} {data_source}", kind=SpanKind.CLIENT, attributes=attrs,
                       links=links, parent=parent)
 
@@ -196,28 +193,26 @@ def document_entries(docs: Sequence[Any], scores: Sequence[Optional[float]], lim
 
 def finish_retrieval(span: Any, docs: Iterable[Any], scores: Sequence[Optional[float]], order: Optional[str]) -> None:
     """Documents, summary attributes and causal registration, then end the span."""
-    with fail_open("langchain.retrieval.finish"):
+    try:
         docs = list(docs or ())
         cfg = _config.get_config()
         entries = document_entries(docs, scores, cfg.max_documents)
         valid = [s for s in scores if _finite(s) is not None]
-        attrs = {
+        set_span_attributes(span, {
             sc.RETRIEVAL_DOCUMENT_COUNT: len(docs),
             sc.RETRIEVAL_TOP_SCORE: max(valid) if valid else None,
             sc.RETRIEVAL_LOWEST_SCORE: min(valid) if valid else None,
             sc.RETRIEVAL_SCORE_ORDER: order if valid else None,
             sc.GEN_AI_RETRIEVAL_DOCUMENTS: (_content.json_value(entries) if cfg.capture_content
                                             else _content.bounded_json(entries)),
-        }
-        set_attributes(span, attrs)
-        with fail_open("langchain.retrieval.produce"):
-            produced = [
-                causal.Produced(text=getattr(doc, "page_content", "") or "", kind="document",
-                                document_id=document_id(doc), rank=rank, score=_finite(score))
-                for rank, (doc, score) in enumerate(zip(docs, scores))
-            ]
-            if produced:
-                causal.produce(span, produced)
+        })
+        _causal.produce(span, lambda: [
+            _causal.Produced(text=getattr(doc, "page_content", "") or "", kind="document",
+                             document_id=document_id(doc), rank=rank, score=_finite(score))
+            for rank, (doc, score) in enumerate(zip(docs, scores))
+        ])
+    except Exception as exc:  # noqa: BLE001
+        report_internal_error("langchain.retrieval.finish", exc)
     end_span(span)
 
 
