@@ -136,19 +136,23 @@ def test_memory_stays_bounded_after_a_million_registrations():
     total = 1_000_000
     batch = 10  # a retrieval of 10 documents per call
     templates = [tuple(range(i * 8, i * 8 + 8)) for i in range(5000)]
+    contexts = [_ctx(i % 997 + 1, i + 1) for i in range(5000)]
+
+    def label(source):
+        return "doc"
 
     def run(start: int, stop: int) -> None:
         for call in range(start, stop):
             trace_id = call % 997 + 1
             group = Group()
-            sources = []
+            sources = group.sources
+            base = call * batch
             for j in range(batch):
-                source = Source(_ctx(trace_id, call * batch + j + 1), None, "document", None, j, None,
-                                templates[(call * batch + j) % 5000], 1 << 64, 12, False, group)
-                sources.append(source)
-            group.sources.extend(sources)
-            registry.register(trace_id, sources, max_entries=cap, max_age=3600, now=float(call))
-            group.seal(str)
+                n = (base + j) % 5000
+                sources.append(Source(contexts[n], None, "document", None, j, None,
+                                      templates[n], 1 << 64, 12, False, group))
+            registry.register(trace_id, list(sources), max_entries=cap, max_age=3600, now=float(call))
+            group.seal(label)
 
     calls = total // batch
     window = 5_000  # 50,000 registrations: far more than the cap, so all of it is replaced
