@@ -129,7 +129,7 @@ def main() -> None:
         first = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
         call = first.choices[0].message.tool_calls[0]
         result = get_weather(**json.loads(call.function.arguments))
-        messages += [first.choices[0].message.model_dump(exclude_none=True),
+        messages += [first.choices[0].message,  # the SDK sends the assistant turn back as-is
                      {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}]
         final = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER_TOOL])
         print("tool call:", call.function.name, "->", final.choices[0].message.content)

@@ -449,3 +449,33 @@ def test_tool_definitions_are_bounded(set_config):
     definitions = extract.OPERATIONS["/chat/completions"].tool_definitions({"tools": [S.WEATHER_TOOL] * 10})
     assert len(bounded_json(definitions)) == 64
     assert json.loads(json.dumps(definitions))[0]["name"] == "get_weather"
+
+
+# -- switches ---------------------------------------------------------------------------
+
+
+async def test_instrument_all_and_uninstrument_all(tracer_provider, span_exporter, is_async):
+    import instrumentors
+
+    originals = _current_attributes()
+    try:
+        assert "openai" in instrumentors.instrument_all(tracer_provider=tracer_provider,
+                                                        enabled_libraries={"openai"})
+        await _chat(S.mock_client(S.reply("chat_basic"), is_async))
+    finally:
+        instrumentors.uninstrument_all()
+    assert [s.name for s in span_exporter.get_finished_spans()] == ["chat gpt-4o-mini"]
+    assert all(r is o for r, o in zip(_current_attributes(), originals))
+
+
+async def test_disabled_library_is_not_patched(tracer_provider, span_exporter, set_config, is_async):
+    set_config(enabled_libraries=frozenset({"langchain", "llama_index"}))  # e.g. INSTRUMENTORS_DISABLED=openai
+    originals = _current_attributes()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    try:
+        assert all(r is o for r, o in zip(_current_attributes(), originals))
+        await _chat(S.mock_client(S.reply("chat_basic"), is_async))
+    finally:
+        instrumentor.uninstrument()
+    assert span_exporter.get_finished_spans() == ()
