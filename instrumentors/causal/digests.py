@@ -112,11 +112,12 @@ def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words
 def consumed_digest(k: int, shingles: set, wholes: Sequence[int], token: Optional[str] = None) -> Tuple[str, ...]:
     total = len(shingles)
     head = header(k, total, token)
-    sketch = _hex(smallest(shingles, CONSUMED_SKETCH, total))
-    if not wholes:
-        return (head, sketch)
-    distinct = list(dict.fromkeys(wholes))[:CONSUMED_WHOLES]
-    return (head, "=" + _hex(distinct), sketch)
+    parts = [head]
+    if wholes:
+        parts.append("=" + _hex(list(dict.fromkeys(wholes))[:CONSUMED_WHOLES]))
+    if shingles:
+        parts.append(_hex(smallest(shingles, CONSUMED_SKETCH, total)))
+    return tuple(parts)
 
 
 # --- parsing ----------------------------------------------------------------------------
