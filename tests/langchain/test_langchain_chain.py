@@ -491,3 +491,71 @@ def test_metrics_recorded_for_chat(lc, span_exporter, metric_reader):
         sc.GEN_AI_REQUEST_MODEL: "fake-gpt-1", sc.GEN_AI_RESPONSE_MODEL: "fake-gpt-1-0001"}
     tokens = {p.attributes[sc.GEN_AI_TOKEN_TYPE]: p.sum for p in points[sc.METRIC_TOKEN_USAGE]}
     assert tokens == {"input": 42, "output": 7}
+
+
+def test_embeddings_spans(lc, span_exporter):
+    from langchain_helpers import KeywordEmbeddings
+
+    class OpenAIEmbeddings(KeywordEmbeddings):  # a provider class name, as a subclass defined at run time
+        model = "text-embedding-3-small"
+
+    emb = OpenAIEmbeddings()
+    assert len(emb.embed_documents(["a", "b"])) == 2
+    assert len(emb.embed_query("q")) == 17
+    spans = span_exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["embeddings text-embedding-3-small"] * 2
+    for span in spans:
+        assert span.kind == SpanKind.CLIENT
+        assert dict(span.attributes) == {
+            sc.GEN_AI_OPERATION_NAME: "embeddings",
+            sc.GEN_AI_PROVIDER_NAME: "openai",
+            sc.GEN_AI_REQUEST_MODEL: "text-embedding-3-small",
+            sc.SPAN_KIND: sc.KIND_EMBEDDING,
+            sc.LIBRARY: "langchain",
+            sc.COMPONENT: "OpenAIEmbeddings",
+            sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: 17,
+        }
+
+
+async def test_async_embeddings_one_span_each(lc, span_exporter):
+    from langchain_helpers import KeywordEmbeddings
+
+    emb = KeywordEmbeddings()  # aembed_* from the base class run the sync methods in an executor
+    await emb.aembed_query("q")
+    await emb.aembed_documents(["a", "b", "c"])
+    assert [s.name for s in span_exporter.get_finished_spans()] == ["embeddings", "embeddings"]
+
+
+async def test_astream_events_still_traces_the_tree(lc, span_exporter):
+    chain = rag_chain(make_store().as_retriever(), fake_chat())
+    span_exporter.clear()
+    events = [e async for e in chain.astream_events(QUESTION, version="v2")]
+    assert events[-1]["event"] == "on_chain_end" and events[-1]["data"]["output"] == ANSWER
+    assert tree(span_exporter.get_finished_spans()) == canonical(RAG_TREE)
+
+
+def test_fallbacks_and_retry(lc, span_exporter):
+    attempts = []
+
+    def flaky(x):
+        attempts.append(x)
+        if len(attempts) < 2:
+            raise ConnectionError("transient")
+        return x * 10
+
+    primary = RunnableLambda(lambda x: 1 / 0).with_config(run_name="primary")
+    fallback = RunnableLambda(flaky).with_retry(stop_after_attempt=3, wait_exponential_jitter=False)
+    chain = primary.with_fallbacks([fallback])
+    assert chain.invoke(4) == 40
+    spans = span_exporter.get_finished_spans()
+    root = [s for s in spans if s.parent is None]
+    assert [r.name for r in root] == ["RunnableWithFallbacks"]
+    assert one(spans, "primary").status.status_code == StatusCode.ERROR
+    # RunnableRetry: a "flaky" run per attempt under the retry's own "flaky" run
+    retry = [s for s in spans if s.name == "flaky" and parent_of(spans, s).name == "RunnableWithFallbacks"]
+    assert len(retry) == 1 and retry[0].status.status_code == StatusCode.UNSET
+    attempts_spans = sorted((s for s in spans if parent_of(spans, s) is retry[0]), key=lambda s: s.start_time)
+    assert [s.name for s in attempts_spans] == ["flaky", "flaky"]
+    assert [s.status.status_code for s in attempts_spans] == [StatusCode.ERROR, StatusCode.UNSET]
+    assert len({s.context.trace_id for s in spans}) == 1
+    assert root[0].status.status_code == StatusCode.UNSET
