@@ -42,35 +42,67 @@ _PROVIDERS = {
 }
 
 
+_MAX_CACHED = 1024
+_provider_cache: dict = {}
+_server_cache: dict = {}
+
+
+def fields(obj: Any) -> dict:
+    """An object's own attribute values without ``getattr`` (pydantic keeps field values
+    in ``__dict__``; a missed ``getattr`` on a pydantic model costs an exception)."""
+    try:
+        return obj.__dict__
+    except AttributeError:
+        return {}
+
+
 def provider_name(obj: Any) -> str:
     """``gen_ai.provider.name`` from the integration package the class comes from
     (``llama_index.llms.<pkg>`` / ``llama_index.embeddings.<pkg>``); ``llama_index`` for
     core and user-defined models (MockLLM, CustomLLM subclasses)."""
-    module = type(obj).__module__ or ""
-    parts = module.split(".")
-    if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings", "postprocessor"):
-        return _PROVIDERS.get(parts[2], parts[2])
-    return LIBRARY
+    cls = type(obj)
+    name = _provider_cache.get(cls)
+    if name is None:
+        parts = (cls.__module__ or "").split(".")
+        if len(parts) >= 3 and parts[0] == "llama_index" and parts[1] in ("llms", "embeddings", "postprocessor"):
+            name = _PROVIDERS.get(parts[2], parts[2])
+        else:
+            name = LIBRARY
+        if len(_provider_cache) >= _MAX_CACHED:
+            _provider_cache.clear()
+        _provider_cache[cls] = name
+    return name
+
+
+def _parse_server(url: str) -> dict:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return {}
+    attrs: dict = {sc.SERVER_ADDRESS: parts.hostname}
+    if port is not None:
+        attrs[sc.SERVER_PORT] = port
+    elif parts.scheme == "https":
+        attrs[sc.SERVER_PORT] = 443
+    return attrs
 
 
 def server_attributes(obj: Any) -> dict:
     """``server.address``/``server.port`` from the model's configured endpoint, if any."""
+    values = fields(obj)
     for attr in ("api_base", "base_url", "azure_endpoint", "endpoint"):
-        url = getattr(obj, attr, None)
+        url = values.get(attr)
         if isinstance(url, str) and "://" in url:
-            from urllib.parse import urlsplit
-
-            try:
-                parts = urlsplit(url)
-                port = parts.port
-            except ValueError:
-                return {}
-            attrs: dict = {sc.SERVER_ADDRESS: parts.hostname}
-            if port is not None:
-                attrs[sc.SERVER_PORT] = port
-            elif parts.scheme == "https":
-                attrs[sc.SERVER_PORT] = 443
-            return attrs
+            attrs = _server_cache.get(url)
+            if attrs is None:
+                attrs = _parse_server(url)
+                if len(_server_cache) >= _MAX_CACHED:
+                    _server_cache.clear()
+                _server_cache[url] = attrs
+            return dict(attrs)
     return {}
 
 

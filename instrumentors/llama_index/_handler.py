@@ -154,17 +154,14 @@ class DispatcherLogic:
 
     # -- classification ------------------------------------------------------------------
     def kind_of(self, instance: Any, span_id: str) -> Optional[str]:
-        if instance is None:
+        if instance is None or len(span_id) <= _UUID_SUFFIX or span_id[-_UUID_SUFFIX] != "-":
             return None
-        method = method_of(span_id)
-        if method is None:
-            return None
-        key = (type(instance), method)
+        key = (type(instance), span_id[:-_UUID_SUFFIX])  # "Class.method": cheaper than splitting
         try:
             return self._kinds[key]
         except KeyError:
             pass
-        kind = _classify(type(instance), method)
+        kind = _classify(type(instance), span_id[:-_UUID_SUFFIX].rpartition(".")[2])
         if len(self._kinds) >= _MAX_CLASSIFIED:
             self._kinds.clear()
         self._kinds[key] = kind
@@ -175,7 +172,10 @@ class DispatcherLogic:
         tree = self.tel.tree
         parent, parent_node, current = tree.resolve(parent_id)
         kind = self.kind_of(instance, span_id)
-        if kind is None or (parent_node is not None and parent_node.owner is instance and parent_node.kind == kind):
+        if kind is None:
+            tree.add(span_id, Node(parent, current))
+            return
+        if parent_node is not None and parent_node.owner is instance and parent_node.kind == kind:
             # Untraced call, or a traced object calling itself (FunctionTool.__call__ -> call).
             tree.add(span_id, Node(parent, current))
             return

@@ -38,7 +38,7 @@ from .._spans import (
     usage_attributes,
 )
 from . import _readers as rd
-from ._common import LIBRARY, OWNER_KEY, Telemetry, provider_name, server_attributes
+from ._common import LIBRARY, OWNER_KEY, Telemetry, fields, provider_name, server_attributes
 from ._streams import CurrentAsyncStream, CurrentStream
 
 # method -> (gen_ai.operation.name, returns a stream, is a coroutine function)
@@ -77,45 +77,45 @@ _PARAMS = (
 )
 
 
-def _param(instance: Any, kwargs: dict, extra: dict, names: tuple) -> Any:
-    for name in names:
-        if kwargs.get(name) is not None:
-            return kwargs[name]
-    for name in names:
-        if extra.get(name) is not None:
-            return extra[name]
-    fields = getattr(type(instance), "model_fields", None) or {}
-    for name in names:
-        if name in fields:
-            value = getattr(instance, name, None)
+def _param(values: dict, kwargs: dict, extra: dict, names: tuple) -> Any:
+    for source in (kwargs, extra, values):
+        for name in names:
+            value = source.get(name)
             if value is not None:
                 return value
     return None
 
 
 def _request_params(instance: Any, kwargs: dict) -> dict:
-    extra = getattr(instance, "additional_kwargs", None)
+    values = fields(instance)
+    extra = values.get("additional_kwargs")
     extra = extra if isinstance(extra, dict) else {}
     attrs: dict = {}
     for key, names in _PARAMS:
-        value = _param(instance, kwargs, extra, names)
+        value = _param(values, kwargs, extra, names)
+        if value is None:
+            continue
         if key == sc.GEN_AI_REQUEST_STOP_SEQUENCES:
             value = [value] if isinstance(value, str) else (
                 [v for v in value if isinstance(v, str)] if isinstance(value, (list, tuple)) else None)
             attrs[key] = value or None
-        elif key in (sc.GEN_AI_REQUEST_MAX_TOKENS, sc.GEN_AI_REQUEST_SEED, sc.GEN_AI_REQUEST_CHOICE_COUNT,
-                     sc.GEN_AI_REQUEST_TOP_K):
+        elif key in _INT_PARAMS:
             attrs[key] = rd.integer(value)
         else:
             attrs[key] = rd.num(value)
     return attrs
 
 
+_INT_PARAMS = frozenset({sc.GEN_AI_REQUEST_MAX_TOKENS, sc.GEN_AI_REQUEST_SEED, sc.GEN_AI_REQUEST_CHOICE_COUNT,
+                         sc.GEN_AI_REQUEST_TOP_K})
+
+
 def model_name(instance: Any) -> Optional[str]:
     """The model a LlamaIndex LLM/embedding calls (``model``, ``model_name``, or its
     metadata), None when it does not say (MockLLM reports "unknown")."""
+    values = fields(instance)
     for attr in ("model", "model_name"):
-        value = getattr(instance, attr, None)
+        value = values.get(attr)
         if isinstance(value, str) and value and value != "unknown":
             return value
     try:

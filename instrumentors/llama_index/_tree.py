@@ -83,18 +83,23 @@ class SpanTree:
         return current, None, current
 
     def add(self, span_id: str, node: Node) -> None:
-        evicted = None
+        nodes = self._nodes
+        if len(nodes) >= self.max_open:
+            self._evict()
+        nodes[span_id] = node  # a single dict store: atomic, no lock needed
+
+    def _evict(self) -> None:
+        evicted = []
         with self._lock:
-            if len(self._nodes) >= self.max_open:
+            while len(self._nodes) >= self.max_open:
                 try:
-                    oldest = next(iter(self._nodes))
-                    evicted = self._nodes.pop(oldest)
-                except (StopIteration, KeyError):
-                    evicted = None
-            self._nodes[span_id] = node
-        if evicted is not None and evicted.span is not None:
-            # Its dispatcher exit never came (or is very late): end it rather than leak it.
-            end_span(evicted.span)
+                    evicted.append(self._nodes.pop(next(iter(self._nodes))))
+                except (StopIteration, KeyError, RuntimeError):
+                    break
+        for node in evicted:
+            if node.span is not None:
+                # Its dispatcher exit never came (or is very late): end it rather than leak it.
+                end_span(node.span)
 
     def pop(self, span_id: str) -> Optional[Node]:
         return self._nodes.pop(span_id, None)
