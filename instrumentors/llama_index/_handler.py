@@ -185,6 +185,15 @@ class DispatcherLogic:
         if not is_instrumentation_enabled():
             tree.add(span_id, Node(parent, current))
             return
+        try:
+            span, data = self._start(kind, instance, bound_args, parent)
+        except Exception as exc:  # noqa: BLE001 - keep the tree whole: children still find their parent
+            report_internal_error("llama_index.start." + kind, exc)
+            tree.add(span_id, Node(parent, current))
+            return
+        tree.add(span_id, Node(trace.set_span_in_context(span, parent), current, span, kind, instance, data))
+
+    def _start(self, kind: str, instance: Any, bound_args: Any, parent: Any) -> tuple:
         start = getattr(self, "_start_" + kind)(instance, bound_args)
         links = None
         if start.consumes and get_config().causal_links:
@@ -198,7 +207,7 @@ class DispatcherLogic:
                 start.attrs.update(consumption.attributes or {})
         span = start_span(self.tel.tracer, start.name, kind=start.span_kind, attributes=start.attrs,
                           links=links, parent=parent)
-        tree.add(span_id, Node(trace.set_span_in_context(span, parent), current, span, kind, instance, start.data))
+        return span, start.data
 
     def exit(self, span_id: str, instance: Any, result: Any) -> None:
         node = self.tel.tree.pop(span_id)

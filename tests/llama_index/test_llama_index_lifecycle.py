@@ -231,6 +231,9 @@ def test_fail_open_in_the_dispatcher_handler(li, spans, span_exporter, monkeypat
     # The retrieval span still ended (without its documents); the query had no span.
     assert all(sc.GEN_AI_RETRIEVAL_DOCUMENTS not in s.attributes for s in tree.named("retrieval SimpleVectorStore"))
     assert tree.named("query RetrieverQueryEngine") == []
+    # The query's children keep one tree (their parent is the nearest traced ancestor).
+    [synth] = tree.named("synthesize CompactAndRefine")
+    assert tree.parent(tree.one("text_completion")) is synth
     assert len(li.session.tel.tree) == 0
     assert _internal_errors(caplog)
 
