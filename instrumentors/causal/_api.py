@@ -13,7 +13,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -49,28 +49,32 @@ class _Pending:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._items: "OrderedDict[str, set]" = OrderedDict()
+        self._items: "OrderedDict[str, tuple]" = OrderedDict()
         self._keys = 0
         self._ids = itertools.count(1)
 
-    def put(self, keys: set) -> str:
+    def put(self, keys: set, small: set) -> str:
+        """Keep a consumer's keys (not copied: the sets are never changed afterwards)."""
         token = format(next(self._ids), "x")
+        size = len(keys) + len(small)
         with self._lock:
-            self._items[token] = keys
-            self._keys += len(keys)
+            self._items[token] = (keys, small, size)
+            self._keys += size
             while self._items and (len(self._items) > self.MAX_ENTRIES or self._keys > self.MAX_KEYS):
                 _, dropped = self._items.popitem(last=False)
-                self._keys -= len(dropped)
+                self._keys -= dropped[2]
         return token
 
-    def take(self, token: Optional[str]) -> Optional[set]:
+    def take(self, token: Optional[str]) -> Optional[Tuple[set, set]]:
+        """(input keys, short n-gram keys) a span consumed, once; None if unknown."""
         if token is None:
             return None
         with self._lock:
-            keys = self._items.pop(token, None)
-            if keys is not None:
-                self._keys -= len(keys)
-        return keys
+            item = self._items.pop(token, None)
+            if item is None:
+                return None
+            self._keys -= item[2]
+        return item[0], item[1]
 
     def clear(self) -> None:
         with self._lock:
@@ -164,11 +168,12 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
         score = _clean_score(output.score)
         own = fp.keys
         whole_only = False
-        if inherited and kind in INHERITING_KINDS:
+        if inherited is not None and kind in INHERITING_KINDS:
+            input_keys, small_keys = inherited
             if fp.short:
-                whole_only = not own.isdisjoint(inherited)
+                whole_only = not (own.isdisjoint(input_keys) and own.isdisjoint(small_keys))
             else:
-                own = (own - inherited) or own
+                own = (own - input_keys) or own
         keys, threshold = fingerprint.sample(own)
         source = Source(ctx, parent_span_id, kind, document_id, rank, score, keys, threshold,
                         fp.words, fp.short, group, whole_only)
@@ -211,7 +216,7 @@ def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg:
     texts = [text for text in (inputs or ()) if isinstance(text, str) and text]
     k = cfg.causal_shingle_words
     found = fingerprint.input_keys(texts, k, REGISTRY.short_lengths())
-    token = PENDING.put(found.inheritable) if found.inheritable else None
+    token = PENDING.put(found.all, found.small) if found.all or found.small else None
     attributes = {
         sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes, token),
         sc.CAUSAL_SOURCE_COUNT: 0,

@@ -192,18 +192,19 @@ class InputKeys:
 
     ``shingles``: the k-shingle keys (what the ``consumed`` digest samples); ``wholes``:
     the whole-text key of each input shorter than k words; ``all``: everything to look
-    up, i.e. both plus the n-grams for short outputs currently registered; ``inheritable``:
-    keys an output of this consumer may have copied from these inputs (``all`` plus, for
-    short inputs, every n-gram of 3..k-1 words).
+    up, i.e. both plus the n-grams for short outputs currently registered; ``small``: for
+    short inputs (<= :data:`INHERIT_SCAN_WORDS` words), every n-gram of 3..k-1 words, so
+    that a short output copied from them can be recognised (``all`` + ``small`` are what an
+    output of this consumer may have copied from its inputs).
     """
 
-    __slots__ = ("shingles", "wholes", "all", "inheritable")
+    __slots__ = ("shingles", "wholes", "all", "small")
 
-    def __init__(self, shingles: set, wholes: List[int], all_keys: set, inheritable: set) -> None:
+    def __init__(self, shingles: set, wholes: List[int], all_keys: set, small: set) -> None:
         self.shingles = shingles
         self.wholes = wholes
         self.all = all_keys
-        self.inheritable = inheritable
+        self.small = small
 
 
 def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) -> InputKeys:
@@ -235,13 +236,11 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
     all_keys = shingles.union(wholes) if (wholes or extra) else shingles
     if extra:
         all_keys |= extra
-    inheritable = all_keys
-    if small:
-        inheritable = set(all_keys)
-        for ids in small:
-            for n in range(MIN_EMBEDDED_WORDS, min(k, len(ids) + 1)):
-                inheritable.update(ngram_keys(ids, n))
-    return InputKeys(shingles, wholes, all_keys, inheritable)
+    small_keys: set = set()
+    for ids in small:
+        for n in range(MIN_EMBEDDED_WORDS, min(k, len(ids) + 1)):
+            small_keys.update(ngram_keys(ids, n))
+    return InputKeys(shingles, wholes, all_keys, small_keys)
 
 
 def hex_key(key: int) -> str:
