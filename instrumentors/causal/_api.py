@@ -44,8 +44,8 @@ class _Pending:
     everything, e.g. an extractive answer). Hashes only; bounded by entries and keys.
     """
 
-    MAX_ENTRIES = 2048
-    MAX_KEYS = 262_144
+    MAX_ENTRIES = 1024
+    MAX_KEYS = 131_072  # a few MB at most, even if many consumers never produce
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -315,3 +315,18 @@ def test_env_var_and_instrument_all_toggle(tracer, monkeypatch, tracer_provider)
     monkeypatch.setenv("INSTRUMENTORS_CAUSAL_MIN_COVERAGE", "0.7")
     cfg = _config.configure()
     assert (cfg.causal_scope, cfg.causal_min_coverage, cfg.causal_links) == ("process", 0.7, True)
+
+
+def test_pending_consumer_keys_are_bounded(tracer):
+    """Consumers that never produce (validators, failed calls) leave their input keys
+    behind until evicted: bounded by entries and keys."""
+    from instrumentors.causal._api import PENDING
+
+    with tracer.start_as_current_span("request"):
+        for i in range(3000):
+            consume([f"input number {i} " + DOC])
+    assert len(PENDING._items) <= PENDING.MAX_ENTRIES
+    assert PENDING._keys == sum(item[2] for item in PENDING._items.values()) <= PENDING.MAX_KEYS
+    big = {n for n in range(PENDING.MAX_KEYS + 10)}
+    token = PENDING.put(big, set())
+    assert PENDING.take(token) is None and PENDING._keys == 0  # too big to keep: evicted at once
