@@ -74,21 +74,22 @@ _STATUS_NAMES = {code: code.name for code in StatusCode}
 # numbers and booleans in ``num`` (1/0), strings up to MAX_INDEXED_STRING in ``str``;
 # array elements one row each (``pos`` = index, first MAX_INDEXED_ARRAY_ELEMENTS);
 # longer strings in attr_text. Fingerprint digests are never indexed.
-_VALUE = ("CASE {j}.type WHEN 'integer' THEN {j}.value WHEN 'real' THEN {j}.value WHEN 'true' THEN 1.0"
-          " WHEN 'false' THEN 0.0 END, CASE WHEN {j}.type = 'text' THEN {j}.value END")
 _SKIP = "j.key NOT IN ('" + "','".join(sorted(NOT_INDEXED)) + "')"
-_INDEX_SCALARS = (
-    "INSERT INTO attrs(key, span, pos, trace, num, str) SELECT k.id, s.id, 0, s.trace, " + _VALUE.format(j="j") +
+_INDEX_ATTRS = (
+    # one parse of each span's JSON; an array attribute is expanded by a second json_each
+    # on its (small) value, LEFT JOINed so scalars come through with e.* NULL
+    "INSERT INTO attrs(key, span, pos, trace, num, str)"
+    " SELECT k.id, s.id, coalesce(e.key, 0), s.trace,"
+    " CASE coalesce(e.type, j.type) WHEN 'integer' THEN coalesce(e.value, j.value)"
+    " WHEN 'real' THEN coalesce(e.value, j.value) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 END,"
+    " CASE WHEN coalesce(e.type, j.type) = 'text' THEN coalesce(e.value, j.value) END"
     " FROM spans s, json_each(s.attributes) j JOIN keys k ON k.name = j.key"
-    " WHERE s.id BETWEEN ? AND ? AND j.type NOT IN ('array', 'object', 'null') AND " + _SKIP +
-    f" AND NOT (j.type = 'text' AND length(j.value) > {_MAX_STR})"
-)
-_INDEX_ARRAYS = (
-    "INSERT INTO attrs(key, span, pos, trace, num, str) SELECT k.id, s.id, e.key, s.trace, " + _VALUE.format(j="e") +
-    " FROM spans s, json_each(s.attributes) j JOIN keys k ON k.name = j.key, json_each(j.value) e"
-    " WHERE s.id IN ({marks}) AND j.type = 'array' AND " + _SKIP +
-    f" AND e.key < {_MAX_ELEMENTS} AND e.type NOT IN ('array', 'object', 'null')"
+    " LEFT JOIN json_each(CASE WHEN j.type = 'array' THEN j.value END) e"
+    " WHERE s.id BETWEEN ? AND ? AND " + _SKIP + " AND CASE WHEN j.type = 'array' THEN"
+    f" e.key < {_MAX_ELEMENTS} AND e.type NOT IN ('array', 'object', 'null')"
     f" AND NOT (e.type = 'text' AND length(e.value) > {_MAX_STR})"
+    " ELSE j.type NOT IN ('object', 'null')"
+    f" AND NOT (j.type = 'text' AND length(j.value) > {_MAX_STR}) END"
 )
 _INDEX_LONG = (
     "INSERT INTO attr_text(key, span, pos, trace, value) SELECT k.id, s.id, 0, s.trace, j.value"
@@ -364,7 +365,6 @@ class SQLiteSpanExporter(SpanExporter):
         event_rows = []
         link_rows = []
         feedback_rows = []
-        with_arrays = []
         with_long = []
         key_id = self._key_id
         known = self._keys.keys()
@@ -392,8 +392,6 @@ class SQLiteSpanExporter(SpanExporter):
                         key_id(conn, key)
                     known = self._keys.keys()
                 text = _json(attributes)
-                if "[" in text:
-                    with_arrays.append(sid)
                 if len(text) > _MAX_STR and any(
                         (type(v) is str and len(v) > _MAX_STR) or (type(v) in (list, tuple) and any(
                             type(e) is str and len(e) > _MAX_STR for e in v)) for v in attributes.values()):
@@ -439,9 +437,7 @@ class SQLiteSpanExporter(SpanExporter):
                 raise RuntimeError("span rows conflicted twice; batch dropped")
             return "duplicates"
         first, last = next_id, next_id + len(span_rows) - 1
-        conn.execute(_INDEX_SCALARS, (first, last))
-        for chunk in _chunks(with_arrays):
-            conn.execute(_INDEX_ARRAYS.format(marks=",".join("?" * len(chunk))), chunk)
+        conn.execute(_INDEX_ATTRS, (first, last))
         for chunk in _chunks(with_long):
             marks = ",".join("?" * len(chunk))
             conn.execute(_INDEX_LONG.format(marks=marks), chunk)
