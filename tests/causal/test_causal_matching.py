@@ -7,6 +7,7 @@ import json
 import random
 
 import pytest
+from opentelemetry import trace
 
 from instrumentors import _semconv as sc
 from instrumentors.causal import Produced, consume, produce
@@ -323,3 +324,20 @@ def test_portable_path_gives_the_same_keys(monkeypatch):
     slow = fpmod.input_keys([REFUND, "short query here"], 5, (3,))
     assert (slow.shingles, slow.wholes, slow.all) == (fast.shingles, fast.wholes, fast.all)
     assert len(fast.shingles) > 30
+
+
+def test_nested_spans_producing_the_same_completion_link_once_to_the_outer(tracer):
+    """Robustness: a framework LLM span and the client span inside it both produced the
+    completion (instrumentors normally skip the inner one): one link, to the outer span."""
+    answer = "The refund window for damaged goods is thirty days from the delivery date."
+    with tracer.start_as_current_span("request"):
+        outer = tracer.start_span("chat (framework)")
+        with trace.use_span(outer):
+            inner = tracer.start_span("chat (client)")
+            produce(inner, [Produced(answer, "generation")])
+            inner.end()
+        produce(outer, [Produced(answer, "generation")])
+        outer.end()
+        consumption = consume([answer])
+    assert [l.context.span_id for l in consumption.links] == [outer.get_span_context().span_id]
+    assert consumption.attributes[sc.CAUSAL_SOURCE_COUNT] == 1
