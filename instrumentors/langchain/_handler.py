@@ -330,7 +330,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         component = kwargs.get("name") or readers.class_name(serialized) or "retriever"
         data_source = (info.get("data_source") or (metadata or {}).get("ls_vector_store_provider") or component)
         span = retrieval.start_retrieval(self.tracer, str(data_source), str(component), query, info.get("top_k"),
-                                         parent=self._parent(parent_run_id))
+                                         parent=self._parent(parent_run_id), source_id=info.get("source_id"))
         run = Run(span, RUN_RETRIEVER)
         if pending is not None:
             pending.span = span

@@ -195,6 +195,7 @@ def _retriever_context(retriever: Any, kwargs: dict) -> Optional[otel_context.Co
         _, ctx = pending_context(
             KIND_RETRIEVER,
             data_source=type(store).__name__ if store is not None else type(retriever).__name__,
+            source_id=retrieval.data_source_id(store) if store is not None else None,
             top_k=_top_k(retriever, kwargs),
             collector=collector,
             context_values=((retrieval.COLLECTOR_KEY, collector),),
@@ -281,7 +282,8 @@ def _start_vector_search(store: Any, args: tuple, kwargs: dict) -> tuple:
         if k is None:
             k = 4  # every VectorStore search method's default
         name = type(store).__name__
-        span = retrieval.start_retrieval(HANDLER.tracer, name, name, query, k)
+        span = retrieval.start_retrieval(HANDLER.tracer, name, name, query, k,
+                                         source_id=retrieval.data_source_id(store))
         collector = retrieval.Collector()
         ctx = otel_context.set_value(retrieval.COLLECTOR_KEY, collector, trace.set_span_in_context(span))
         return span, ctx, collector

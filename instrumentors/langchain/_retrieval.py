@@ -62,6 +62,24 @@ SOURCE_METADATA_KEYS = ("source", "url", "file_path", "file_name", "filename", "
                         "page_number", "row", "start_index", "chunk_id", "doc_id", "document_id")
 
 
+_SOURCE_ID_ATTRS = ("collection_name", "index_name", "table_name", "namespace")
+
+
+def data_source_id(vector_store: Any) -> Optional[str]:
+    """The store's own name for what it searches (a collection, index or table), when
+    it exposes one: it becomes ``gen_ai.data_source.id`` and the span name."""
+    try:
+        for attr in _SOURCE_ID_ATTRS:
+            value = getattr(vector_store, attr, None)
+            if isinstance(value, str) and value:
+                return value
+        collection = getattr(vector_store, "_collection", None)  # Chroma
+        name = getattr(collection, "name", None)
+        return name if isinstance(name, str) and name else None
+    except Exception:  # noqa: BLE001 - a property that raises means "no id"
+        return None
+
+
 def raw_score_order(vector_store: Any) -> Optional[str]:
     for klass in type(vector_store).__mro__:
         order = RAW_SCORE_ORDER.get(klass.__name__)
@@ -146,10 +164,13 @@ def start_retrieval(
     query: Any,
     top_k: Optional[int],
     parent: Optional[otel_context.Context] = None,
+    source_id: Optional[str] = None,
 ) -> Any:
-    """Start a ``retrieval {data source}`` span (consuming the query for causal links)."""
+    """Start a ``retrieval {data source}`` span (consuming the query for causal links);
+    the data source is the store's collection/index id when known, else its class."""
     attrs = {
         sc.GEN_AI_OPERATION_NAME: sc.OP_RETRIEVAL,
+        sc.GEN_AI_DATA_SOURCE_ID: source_id,
         sc.SPAN_KIND: sc.KIND_RETRIEVER,
         sc.LIBRARY: "langchain",
         sc.COMPONENT: component,
@@ -159,7 +180,7 @@ def start_retrieval(
     links = None
     if isinstance(query, str) and query and _causal.enabled():
         links = _causal.consume([query], parent, attrs)
-    return start_span(tracer, f"{sc.OP_RETRIEVAL} {data_source}", kind=SpanKind.CLIENT, attributes=attrs,
+    return start_span(tracer, f"{sc.OP_RETRIEVAL} {source_id or data_source}", kind=SpanKind.CLIENT, attributes=attrs,
                       links=links, parent=parent)
 
 

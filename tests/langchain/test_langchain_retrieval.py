@@ -282,3 +282,18 @@ def test_retrieval_documents_link_to_chat_span(lc, span_exporter, set_config):
         assert link.context.span_id == retrieval.context.span_id
         assert link.attributes[sc.GEN_AI_ATTRIBUTION_LINK_TYPE] == sc.LINK_INFORMED_BY
         assert link.attributes[sc.LINK_RANK] == top.index(doc_id)
+
+
+def test_collection_name_becomes_data_source_id(lc, span_exporter):
+    class NamedStore(InMemoryVectorStore):
+        collection_name = "city-facts"
+
+    store = NamedStore(KeywordEmbeddings())
+    store.add_documents(DOCS)
+    span_exporter.clear()
+    store.similarity_search(QUESTION, k=1)
+    store.as_retriever(search_kwargs={"k": 1}).invoke(QUESTION)
+    spans = [s for s in span_exporter.get_finished_spans() if s.name.startswith("retrieval")]
+    assert [s.name for s in spans] == ["retrieval city-facts"] * 2
+    assert [s.attributes[sc.GEN_AI_DATA_SOURCE_ID] for s in spans] == ["city-facts"] * 2
+    assert [s.attributes[sc.COMPONENT] for s in spans] == ["NamedStore", "VectorStoreRetriever"]
