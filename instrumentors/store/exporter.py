@@ -139,6 +139,19 @@ def _attr_dict(attributes: Any) -> dict:
     return dict(attributes)
 
 
+def _view(span: ReadableSpan) -> tuple:
+    """(context, parent, start, end, status, kind, resource, scope, name, events, links,
+    attributes) of a span. Reads the SDK's fields directly when it can: the public
+    properties copy tuples and cost 4 us per span, a fifth of the whole budget."""
+    try:
+        return (span._context, span._parent, span._start_time, span._end_time, span._status, span._kind,
+                span._resource, span._instrumentation_scope, span._name, span._events or (), span._links or (),
+                _attr_dict(span._attributes))
+    except AttributeError:
+        return (span.context, span.parent, span.start_time, span.end_time, span.status, span.kind, span.resource,
+                span.instrumentation_scope, span.name, span.events, span.links, _attr_dict(span.attributes))
+
+
 def _span_attributes(span: ReadableSpan) -> dict:
     raw = getattr(span, "_attributes", None)
     if raw is None:
@@ -146,14 +159,13 @@ def _span_attributes(span: ReadableSpan) -> dict:
     return _attr_dict(raw)
 
 
-def _root_rank(span: ReadableSpan, attributes: dict) -> int:
+def _root_rank(parent: Any, attributes: dict) -> int:
     """2: a true root; 1: a local root under a remote parent; 0: not a root.
 
     A feedback span is never the root, even under a synthetic remote parent.
     """
     if attributes.get(sc.SPAN_KIND) == sc.KIND_FEEDBACK:
         return 0
-    parent = span.parent
     if parent is None or not parent.is_valid:
         return 2
     if parent.is_remote:
@@ -313,7 +325,8 @@ class SQLiteSpanExporter(SpanExporter):
         seen: set = set()
         traces: dict = {}
         for span in spans:
-            ctx = span.context
+            view = _view(span)
+            ctx = view[0]
             if ctx is None:
                 continue
             trace_hex = format(ctx.trace_id, "032x")
@@ -322,12 +335,13 @@ class SQLiteSpanExporter(SpanExporter):
             if ident in seen or (skip is not None and ident in skip):
                 continue
             seen.add(ident)
-            attributes = _span_attributes(span)
-            start = span.start_time or 0
-            end = span.end_time or start
-            status = span.status.status_code
+            attributes = view[11]
+            start = view[2] or 0
+            end = view[3] or start
+            status = view[4].status_code
             error = 1 if status is StatusCode.ERROR else 0
-            rank = _root_rank(span, attributes)
+            rank = _root_rank(view[1], attributes)
+            name = view[8]
             if attributes.get(sc.SPAN_KIND) == sc.KIND_FEEDBACK:
                 t_start, t_end = schema.NO_START, 0  # feedback never stretches a trace
             else:
@@ -335,7 +349,7 @@ class SQLiteSpanExporter(SpanExporter):
             summary = traces.get(trace_hex)
             if summary is None:
                 traces[trace_hex] = [t_start, t_end, 1, error, rank, span_hex if rank else None,
-                                     span.name if rank else None]
+                                     name if rank else None]
             else:
                 if t_start < summary[0]:
                     summary[0] = t_start
@@ -344,8 +358,8 @@ class SQLiteSpanExporter(SpanExporter):
                 summary[2] += 1
                 summary[3] += error
                 if rank > summary[4]:
-                    summary[4], summary[5], summary[6] = rank, span_hex, span.name
-            items.append((span, trace_hex, span_hex, attributes, start, end, status))
+                    summary[4], summary[5], summary[6] = rank, span_hex, name
+            items.append((view, trace_hex, span_hex, attributes, start, end, status))
         if not items:
             return None
         conn.executemany(_UPSERT_TRACE, [(t, *s) for t, s in traces.items()])
@@ -372,16 +386,16 @@ class SQLiteSpanExporter(SpanExporter):
         last_resource = None
         last_rid = None
         kind_names = _KIND_NAMES
-        for offset, (span, trace_hex, span_hex, attributes, start, end, status) in enumerate(items):
+        for offset, (view, trace_hex, span_hex, attributes, start, end, status) in enumerate(items):
             sid = next_id + offset
             tref = refs[trace_hex]
-            parent = span.parent
+            parent = view[1]
             parent_hex = format(parent.span_id, "016x") if parent is not None and parent.is_valid else None
-            kind = span.kind
+            kind = view[5]
             kind_name = kind_names.get(id(kind))
             if kind_name is None:
                 kind_name = kind_names[id(kind)] = kind.name
-            resource = span.resource
+            resource = view[6]
             if resource is not last_resource:
                 last_rid = resource_id(conn, resource)
                 last_resource = resource
@@ -398,18 +412,18 @@ class SQLiteSpanExporter(SpanExporter):
                     with_long.append(sid)
             else:
                 text = "{}"
-            scope = span.instrumentation_scope
+            scope = view[7]
             span_rows.append((
-                sid, tref, span_hex, parent_hex, 1 if parent_hex and parent.is_remote else 0, span.name,
-                kind_name, start, end, _STATUS_NAMES[status], span.status.description,
+                sid, tref, span_hex, parent_hex, 1 if parent_hex and parent.is_remote else 0, view[8],
+                kind_name, start, end, _STATUS_NAMES[status], view[4].description,
                 last_rid, scope.name if scope is not None else None, text,
             ))
-            events = span.events
+            events = view[9]
             if events:
                 for pos, event in enumerate(events):
                     event_rows.append((tref, sid, pos, event.name, event.timestamp,
                                        _json(_attr_dict(event.attributes))))
-            links = span.links
+            links = view[10]
             if links:
                 for pos, link in enumerate(links):
                     lattrs = _attr_dict(link.attributes)

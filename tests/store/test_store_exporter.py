@@ -263,3 +263,23 @@ def test_non_finite_numbers_are_stored_as_null(store_path):
             "nan": None, "inf": [1.0, None], "ok": 2.5}
         assert db.execute("SELECT a.num FROM attrs a JOIN keys k ON k.id = a.key ORDER BY k.name, a.pos").fetchall() == [
             (1.0,), (2.5,)]
+
+
+class _PublicOnlySpan:
+    """A span-like object with only the public ReadableSpan API (no SDK private fields)."""
+
+    def __init__(self, inner: ReadableSpan) -> None:
+        for name in ("context", "parent", "start_time", "end_time", "status", "kind", "resource",
+                     "instrumentation_scope", "name", "events", "links", "attributes"):
+            setattr(self, name, getattr(inner, name))
+
+
+def test_spans_without_sdk_private_fields_are_exported_too(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    inner = _span(11, 1, name="public", attrs={"x": 1, "tags": ("a",)})
+    assert exporter.export([_PublicOnlySpan(inner)]) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    with TraceStore(store_path) as store:
+        [root] = store.trace(format(11, "032x"))["roots"]
+        assert (root["name"], root["attributes"]) == ("public", {"x": 1, "tags": ["a"]})
+        assert store.count({"tags": "a"}) == 1
