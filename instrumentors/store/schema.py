@@ -4,12 +4,13 @@ Why this layout (measured, see ``benchmarks/bench_store.py``):
 
 * ``attrs`` is one ``WITHOUT ROWID`` table clustered by ``(key, span, pos)``. Span ids
   only grow, so every insert appends at the end of its key's region (a handful of hot
-  pages) instead of landing at a random place of a value index: ingest stays above
-  50k spans/s, and a filter on one key scans only that key's rows (a range of the
-  primary key), about 10M rows/s, so a two-filter trace-level query over 1M spans
-  takes tens of milliseconds. Values have typed columns: ``num`` for numbers and
-  booleans (1/0), ``str`` for strings up to :data:`MAX_INDEXED_STRING` characters.
-  Each element of an array attribute is its own row (``pos`` = element index).
+  pages) instead of landing at a random place of a value index (which measured 3-4x
+  slower to ingest), and a filter on one key scans only that key's rows (a range of
+  the primary key, ~10M rows/s), so a two-filter trace-level query over 1M spans takes
+  tens of milliseconds. Values have typed columns: ``num`` for numbers and booleans
+  (1/0), ``str`` for strings up to :data:`MAX_INDEXED_STRING` characters. Each element
+  of an array attribute is its own row (``pos`` = element index). The exporter has
+  SQLite derive these rows from the span's JSON (``json_each``).
 * Longer strings (captured prompts, completions) go to ``attr_text`` so they do not
   bloat the clustered table; ``contains``/``eq`` filters look there too.
 * ``spans.attributes`` keeps the exact attributes as JSON (types, array order) for
