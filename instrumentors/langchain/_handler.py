@@ -74,6 +74,12 @@ class Run:
         self.deferred_inputs = False
 
 
+def _key(run_id: Any) -> Any:
+    """Run maps are keyed by the UUID's integer: ``UUID.__hash__`` is Python code, an
+    int hashes in C, and the maps are hit several times per run."""
+    return getattr(run_id, "int", run_id)
+
+
 def _guard(fn):
     """Handler methods never raise into LangChain (it would log a warning per call)."""
 
@@ -133,12 +139,12 @@ class OTelCallbackHandler(BaseCallbackHandler):
         return len(self._runs)
 
     def get_run(self, run_id: Any) -> Optional[Run]:
-        return self._runs.get(run_id) if run_id is not None else None
+        return self._runs.get(_key(run_id)) if run_id is not None else None
 
     def _put(self, run_id: UUID, run: Run) -> None:
         evicted = []
         with self._lock:
-            self._runs[run_id] = run
+            self._runs[_key(run_id)] = run
             while len(self._runs) > self.max_open_runs:
                 oldest = next(iter(self._runs))
                 evicted.append(self._runs.pop(oldest))
@@ -150,12 +156,12 @@ class OTelCallbackHandler(BaseCallbackHandler):
 
     def _pop(self, run_id: UUID) -> Optional[Run]:
         with self._lock:
-            return self._runs.pop(run_id, None)
+            return self._runs.pop(_key(run_id), None)
 
     def _parent(self, parent_run_id: Optional[UUID]) -> Optional[otel_context.Context]:
         """The parent run's span (explicit), else None: the caller's current context."""
         if parent_run_id is not None:
-            parent = self._runs.get(parent_run_id)
+            parent = self._runs.get(_key(parent_run_id))
             if parent is not None:
                 ctx = parent.ctx
                 if ctx is None:
@@ -262,7 +268,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
 
     @_guard
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.get(run_id)
+        run = self._runs.get(_key(run_id))
         if run is None:
             return
         if run.first_chunk is None:
