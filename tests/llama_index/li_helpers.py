@@ -7,9 +7,14 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, List, Optional
 
-from llama_index.core import Settings, VectorStoreIndex
+from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
-from llama_index.core.schema import TextNode
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+
+dispatcher = get_dispatcher(__name__)
 
 VOCAB = ("paris", "france", "capital", "seine", "river", "berlin", "germany", "rome", "italy",
          "eiffel", "tower", "landmark", "what", "is", "the", "of")
@@ -52,6 +57,28 @@ class KeywordEmbedding(BaseEmbedding):
         return self.vector(text)
 
 
+class KeywordRerank(BaseNodePostprocessor):
+    """A reranker shaped like LlamaIndex's own (ReRank events around the work): puts
+    nodes that mention the query's last word first, with new scores."""
+
+    top_n: int = 2
+    model: str = "keyword-rerank-v1"
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "KeywordRerank"
+
+    def _postprocess_nodes(self, nodes: List[NodeWithScore],
+                           query_bundle: Optional[QueryBundle] = None) -> List[NodeWithScore]:
+        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model))
+        word = query_bundle.query_str.lower().strip("?").split()[-1]
+        scored = [NodeWithScore(node=n.node, score=round(0.9 if word in n.node.text.lower() else 0.1 * (i + 1), 3))
+                  for i, n in enumerate(nodes)]
+        out = sorted(scored, key=lambda n: n.score, reverse=True)[: self.top_n]
+        dispatcher.event(ReRankEndEvent(nodes=out))
+        return out
+
+
 def nodes() -> list:
     return [TextNode(id_=node_id, text=text, metadata=dict(meta)) for node_id, text, meta in CORPUS]
 
@@ -59,13 +86,6 @@ def nodes() -> list:
 def build_index(embed_model: Optional[BaseEmbedding] = None) -> VectorStoreIndex:
     """An in-memory vector index over :data:`CORPUS` (embedding calls happen here)."""
     return VectorStoreIndex(nodes=nodes(), embed_model=embed_model or KeywordEmbedding())
-
-
-def use_offline_settings(llm: Any = None) -> None:
-    from llama_index.core.llms.mock import MockLLM
-
-    Settings.llm = llm or MockLLM(max_tokens=4)
-    Settings.embed_model = KeywordEmbedding()
 
 
 # ---------------------------------------------------------------------------------------

@@ -4,48 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, List, Optional
+from typing import Any
 
 import pytest
 from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
-from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.llms.callbacks import llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.postprocessor import SimilarityPostprocessor
-from llama_index.core.postprocessor.types import BaseNodePostprocessor
-from llama_index.core.schema import NodeWithScore, QueryBundle
 from llama_index.core.tools import FunctionTool, QueryEngineTool
 from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
 from opentelemetry.trace import SpanKind, StatusCode
 
 from instrumentors import _semconv as sc
-from li_helpers import QUESTION, build_index
-
-dispatcher = get_dispatcher(__name__)
-
-
-class KeywordRerank(BaseNodePostprocessor):
-    """A reranker shaped like LlamaIndex's own (ReRank events around the work): puts
-    nodes that mention the query's last word first, with new scores."""
-
-    top_n: int = 2
-    model: str = "keyword-rerank-v1"
-
-    @classmethod
-    def class_name(cls) -> str:
-        return "KeywordRerank"
-
-    def _postprocess_nodes(self, nodes: List[NodeWithScore],
-                           query_bundle: Optional[QueryBundle] = None) -> List[NodeWithScore]:
-        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n, model_name=self.model))
-        word = query_bundle.query_str.lower().strip("?").split()[-1]
-        scored = [NodeWithScore(node=n.node, score=round(0.9 if word in n.node.text.lower() else 0.1 * (i + 1), 3))
-                  for i, n in enumerate(nodes)]
-        out = sorted(scored, key=lambda n: n.score, reverse=True)[: self.top_n]
-        dispatcher.event(ReRankEndEvent(nodes=out))
-        return out
+from li_helpers import QUESTION, KeywordRerank, build_index
 
 
 def _docs(nodes):
@@ -218,8 +190,11 @@ def test_react_agent_with_a_tool(li, spans, span_exporter, tracer_provider):
     tracer = tracer_provider.get_tracer("test")
 
     async def main():
+        from llama_index.core.memory import ChatMemoryBuffer
+
         with tracer.start_as_current_span("user request"):
-            return await agent.run(user_msg="What is 6 times 7?")
+            # An in-process memory: the default SQL one leaves an aiosqlite thread behind.
+            return await agent.run(user_msg="What is 6 times 7?", memory=ChatMemoryBuffer.from_defaults())
 
     result = asyncio.run(main())
     assert "42" in str(result)
