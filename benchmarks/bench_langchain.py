@@ -16,8 +16,9 @@ Two clocks: wall time (``benchmarks/_common`` helpers: ``per_call_us`` and
 The RunnableParallel in a RAG chain runs its branches in a fresh thread pool per call,
 so wall-time figures are noisy; read the CPU-time rows first.
 
-    python benchmarks/bench_langchain.py            # about 2 minutes
+    python benchmarks/bench_langchain.py              # about 2.5 minutes
     python benchmarks/bench_langchain.py --quick
+    python benchmarks/bench_langchain.py --breakdown  # where the overhead goes
 """
 
 from __future__ import annotations
@@ -106,9 +107,53 @@ def measure(fn: Callable[[], object], rounds: int, calls: int) -> dict:
             for clock, d in (("wall", wall), ("cpu", cpu))}
 
 
+def breakdown(fn: Callable[[], object], n_spans: int, floor: float, rounds: int, calls: int) -> None:
+    """Where the overhead goes (CPU time per span, in floors): LangChain dispatching
+    callbacks to any handler at all, our Python with a no-op tracer, then the SDK."""
+    from langchain_core.callbacks import BaseCallbackHandler
+    from langchain_core.tracers.context import _configure_hooks
+    from opentelemetry import trace
+
+    class Noop(BaseCallbackHandler):
+        run_inline = True
+
+    class Var:
+        handler = Noop()
+
+        def get(self, default=None):
+            return self.handler
+
+    hook = (Var(), True, None, None)
+    instrumentor = LangChainInstrumentor()
+    modes = {
+        "uninstrumented": (lambda: None, lambda: None),
+        "a no-op LangChain handler": (lambda: _configure_hooks.append(hook), lambda: _configure_hooks.remove(hook)),
+        "ours, no-op tracer": (lambda: instrumentor.instrument(tracer_provider=trace.NoOpTracerProvider()),
+                               instrumentor.uninstrument),
+        "ours, SDK + null exporter": (lambda: instrumentor.instrument(tracer_provider=null_provider()),
+                                      instrumentor.uninstrument),
+    }
+    samples: dict = {m: [] for m in modes}
+    for _ in range(rounds):
+        for mode, (on, off) in modes.items():
+            on()
+            try:
+                samples[mode].append(cpu_us(fn, calls))
+            finally:
+                off()
+    medians = {m: statistics.median(v) for m, v in samples.items()}
+    previous = None
+    print(f"breakdown, CPU us per call ({n_spans} spans; floor {floor:.1f} us/span):")
+    for mode, value in medians.items():
+        step = "" if previous is None else f"  +{(value - previous) / n_spans:5.1f} us/span = {(value - previous) / n_spans / floor:4.2f} floors"
+        print(f"  {mode:28} {value:8.0f}{step}")
+        previous = value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer rounds (noisier)")
+    parser.add_argument("--breakdown", action="store_true", help="only the CPU breakdown of rag invoke")
     args = parser.parse_args()
     rounds, calls = (3, 100) if args.quick else (7, 200)
 
@@ -117,6 +162,11 @@ def main() -> None:
         "rag invoke": lambda: chain.invoke(QUESTION),
         "rag stream": lambda: "".join(chain.stream(QUESTION)),
     }
+    if args.breakdown:
+        _config.configure(causal_links=False)
+        n_spans, n_attrs = span_shape(cases["rag invoke"])
+        breakdown(cases["rag invoke"], n_spans, cpu_floor_us(null_provider(), round(n_attrs)), rounds, calls)
+        return
     rows = []
     for causal in (False, True):
         _config.configure(causal_links=causal)

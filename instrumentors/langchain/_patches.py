@@ -261,8 +261,8 @@ _VECTOR_STORE_METHODS = {
     "asimilarity_search_with_score": (RAW, True),
     "asimilarity_search_with_relevance_scores": (RELEVANCE, True),
     "amax_marginal_relevance_search": (None, True),
-    # internal methods where scores are computed (capture only)
-    "similarity_search_with_score_by_vector": (RAW, False),
+    # internal methods where scores are computed and then dropped (capture only);
+    # InMemoryVectorStore's MMR goes through the private one
     "_similarity_search_with_score_by_vector": (RAW, False),
     "_similarity_search_with_relevance_scores": (RELEVANCE, False),
     "_asimilarity_search_with_relevance_scores": (RELEVANCE, False),
