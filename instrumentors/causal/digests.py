@@ -93,9 +93,8 @@ def smallest(keys: Iterable[int], count: int, total: int) -> List[int]:
         return sorted(keys)[:count]
     threshold = min(MASK, (MASK // total) * count * 5 // 2)
     while True:
-        kept = [key for key in keys if key < threshold]
+        kept = sorted(filter(threshold.__gt__, keys))
         if len(kept) >= count or threshold >= MASK:
-            kept.sort()
             return kept[:count]
         threshold = min(MASK, threshold * 4)
 
