@@ -157,3 +157,14 @@ def test_links_rebuild_across_processes(tracer):
     assert rebuilt[0].coverage == 1.0
     assert 0.4 < rebuilt[1].coverage < 0.8  # faq-3 was cut to ~60%: estimated from sketches
     assert all(l.link_type == sc.LINK_INFORMED_BY and not l.ambiguous for l in rebuilt)
+
+
+def test_smallest_keys_selection_is_exact():
+    import random
+
+    rng = random.Random(2)
+    for n in (0, 5, 64, 129, 1000, 50_000):
+        keys = {rng.getrandbits(64) for _ in range(n)}
+        assert digests.smallest(keys, 64, len(keys)) == sorted(keys)[:64]
+    skewed = set(range(1000))  # not uniform: the threshold has to grow
+    assert digests.smallest(skewed, 64, len(skewed)) == list(range(64))
