@@ -93,10 +93,12 @@ def smallest(keys: Iterable[int], count: int, total: int) -> List[int]:
         return sorted(keys)[:count]
     threshold = min(MASK, (MASK // total) * count * 5 // 2)
     while True:
+        if threshold >= MASK:
+            return sorted(keys)[:count]
         kept = sorted(filter(threshold.__gt__, keys))
-        if len(kept) >= count or threshold >= MASK:
+        if len(kept) >= count:
             return kept[:count]
-        threshold = min(MASK, threshold * 4)
+        threshold = threshold * 4
 
 
 def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words: int,

@@ -166,5 +166,7 @@ def test_smallest_keys_selection_is_exact():
     for n in (0, 5, 64, 129, 1000, 50_000):
         keys = {rng.getrandbits(64) for _ in range(n)}
         assert digests.smallest(keys, 64, len(keys)) == sorted(keys)[:64]
-    skewed = set(range(1000))  # not uniform: the threshold has to grow
-    assert digests.smallest(skewed, 64, len(skewed)) == list(range(64))
+    low = set(range(1000))  # not uniform
+    assert digests.smallest(low, 64, len(low)) == list(range(64))
+    high = {digests.MASK - i for i in range(1000)}  # the threshold has to grow to the top
+    assert digests.smallest(high, 64, len(high)) == sorted(high)[:64]
