@@ -303,7 +303,11 @@ class _BytesObserver(StreamObserver):
                 result.error_type = self.error
             return result
         if self.body and not self.overflow and ended_by == "exhausted":
-            return call.op.result(json.loads(bytes(self.body)), call.keep_text)
+            try:
+                body = json.loads(bytes(self.body))
+            except ValueError:  # not JSON after all (an HTML error page from a proxy...)
+                return Result()
+            return call.op.result(body, call.keep_text)
         return Result()
 
     def on_end(self, ended_by: str, exc: Optional[BaseException]) -> None:

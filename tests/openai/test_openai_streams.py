@@ -283,3 +283,33 @@ async def test_stream_helper_left_early_ends_once_collected(span_exporter, is_as
             gc.collect()
     span = S.only_span(span_exporter)
     assert span.attributes[sc.STREAM_ENDED_BY] in ("closed", "abandoned")
+
+
+async def test_streaming_response_with_a_non_json_body(span_exporter, caplog, is_async):
+    httpx = S.http_module()
+
+    class Sync(httpx.SyncByteStream):
+        def __iter__(self):
+            yield b"<html>502 Bad Gateway</html>"
+
+    class Async(httpx.AsyncByteStream):
+        async def __aiter__(self):
+            yield b"<html>502 Bad Gateway</html>"
+
+    def handler(request):
+        return httpx.Response(200, headers={"content-type": "text/html"}, stream=Async() if is_async else Sync())
+
+    client = _client(is_async, handler)
+    kwargs = {k: v for k, v in SCENARIO.kwargs.items() if k not in ("stream", "stream_options")}
+    manager = client.chat.completions.with_streaming_response.create(**kwargs)
+    if is_async:
+        async with manager as response:
+            body = await response.read()
+    else:
+        with manager as response:
+            body = response.read()
+    assert body == b"<html>502 Bad Gateway</html>"
+    span = S.only_span(span_exporter)
+    assert span.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
+    assert sc.GEN_AI_RESPONSE_ID not in span.attributes
+    assert "internal error" not in caplog.text
