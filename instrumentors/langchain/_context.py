@@ -185,23 +185,24 @@ class PendingAsyncStream(wrapt.ObjectProxy):
 
 class SpanInConfigContext:
     """Wraps LangChain's ``set_config_context(config)`` context manager: inside the
-    copied Context it yields, the run's span is current; attach and detach both run in
-    that very Context (``ctx.run``), so they cannot be mismatched."""
+    copied Context it yields, the run's context (its span current) is attached; attach
+    and detach both run in that very Context (``ctx.run``), so they cannot be
+    mismatched."""
 
-    __slots__ = ("_cm", "_span", "_ctx", "_token")
+    __slots__ = ("_cm", "_run_ctx", "_ctx", "_token")
 
-    def __init__(self, cm: Any, span: Span) -> None:
+    def __init__(self, cm: Any, run_ctx: otel_context.Context) -> None:
         self._cm = cm
-        self._span = span
+        self._run_ctx = run_ctx
         self._ctx: Any = None
         self._token: Any = None
 
     def __enter__(self) -> Any:
         ctx = self._cm.__enter__()
         try:
-            self._token = ctx.run(_attach_span, self._span)
+            self._token = ctx.run(otel_context.attach, self._run_ctx)
             self._ctx = ctx
-        except Exception as exc:  # noqa: BLE001 - fail open: run untraced-current
+        except Exception as exc:  # noqa: BLE001 - fail open: the step runs, just not under the span
             from .._spans import report_internal_error
 
             report_internal_error("langchain.set_config_context.enter", exc)
@@ -217,7 +218,3 @@ class SpanInConfigContext:
                 report_internal_error("langchain.set_config_context.exit", inner)
             self._token = None
         return self._cm.__exit__(exc_type, exc, tb)
-
-
-def _attach_span(span: Span) -> Any:
-    return otel_context.attach(trace.set_span_in_context(span))

@@ -62,7 +62,7 @@ class Run:
 
     def __init__(self, span: Span, kind: str) -> None:
         self.span = span
-        self.ctx: Optional[otel_context.Context] = None  # parent context for child runs
+        self.ctx: Optional[otel_context.Context] = None  # see context()
         self.kind = kind
         self.start = time.monotonic()
         self.frames: list = []  # LLMFrames the model call ran under (child usage flags)
@@ -72,6 +72,14 @@ class Run:
         self.metric_attrs: Optional[dict] = None
         self.collector: Any = None
         self.deferred_inputs = False
+
+    def context(self) -> otel_context.Context:
+        """The run's span in the context the run started in: the parent of its child
+        spans, and what a step of the run executes under. Made once per run."""
+        ctx = self.ctx
+        if ctx is None:
+            ctx = self.ctx = trace.set_span_in_context(self.span)
+        return ctx
 
 
 def _key(run_id: Any) -> Any:
@@ -163,10 +171,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         if parent_run_id is not None:
             parent = self._runs.get(_key(parent_run_id))
             if parent is not None:
-                ctx = parent.ctx
-                if ctx is None:
-                    ctx = parent.ctx = trace.set_span_in_context(parent.span)
-                return ctx
+                return parent.context()
         return None
 
     # chains, runnables, prompts, parsers --------------------------------------------------
@@ -186,6 +191,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         span = start_span(self.tracer, str(name), attributes=attrs, parent=self._parent(parent_run_id))
         run = Run(span, RUN_CHAIN)
         run.deferred_inputs = deferred
+        run.context()  # now, while the run's starting context is current
         self._put(run_id, run)
 
     @_guard
@@ -384,7 +390,9 @@ class OTelCallbackHandler(BaseCallbackHandler):
         parent = self._parent(parent_run_id)
         links = _causal.consume([args_text], parent, attrs) if args_text and _causal.enabled() else None
         span = start_span(self.tracer, f"{sc.OP_EXECUTE_TOOL} {name}", attributes=attrs, links=links, parent=parent)
-        self._put(run_id, Run(span, RUN_TOOL))
+        run = Run(span, RUN_TOOL)
+        run.context()
+        self._put(run_id, run)
 
     @_guard
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -412,11 +420,11 @@ class OTelCallbackHandler(BaseCallbackHandler):
 HANDLER = OTelCallbackHandler()
 
 
-def span_for_config(config: Any) -> Optional[Span]:
-    """The span of the run whose child config this is (``callbacks.parent_run_id``)."""
+def context_for_config(config: Any) -> Optional[otel_context.Context]:
+    """The context (span current) of the run whose child config this is
+    (``callbacks.parent_run_id``), or None if that run is not ours."""
     if not HANDLER.active or not isinstance(config, dict):
         return None
-    callbacks = config.get("callbacks")
-    run = HANDLER.get_run(getattr(callbacks, "parent_run_id", None))
-    return run.span if run is not None else None
+    run = HANDLER.get_run(getattr(config.get("callbacks"), "parent_run_id", None))
+    return run.context() if run is not None else None
 

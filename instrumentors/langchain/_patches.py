@@ -49,7 +49,7 @@ from ._context import (
     SpanInConfigContext,
     pending_context,
 )
-from ._handler import HANDLER, span_for_config
+from ._handler import HANDLER, context_for_config
 
 EMBEDDING_KEY = otel_context.create_key("instrumentors.langchain.embedding")
 
@@ -96,11 +96,11 @@ def _remove_hook() -> None:
 def _set_config_context_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     cm = wrapped(*args, **kwargs)
     try:
-        span = span_for_config(args[0] if args else kwargs.get("config"))
+        run_ctx = context_for_config(args[0] if args else kwargs.get("config"))
     except Exception as exc:  # noqa: BLE001
         report_internal_error("langchain.set_config_context", exc)
         return cm
-    return cm if span is None else SpanInConfigContext(cm, span)
+    return cm if run_ctx is None else SpanInConfigContext(cm, run_ctx)
 
 
 def _llm_context(run_manager: Any) -> Optional[otel_context.Context]:

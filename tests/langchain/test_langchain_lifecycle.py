@@ -200,8 +200,8 @@ def _explode(*args, **kwargs):
     (_retrieval, "start_retrieval"),
     (_retrieval, "scores_for"),
     (_retrieval, "document_entries"),
-    (_handler, "span_for_config"),
-    (_patches, "span_for_config"),
+    (_handler, "context_for_config"),
+    (_patches, "context_for_config"),
     (_patches, "pending_context"),
     (_patches, "context_with_llm_frame"),
 ])
