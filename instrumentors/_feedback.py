@@ -188,9 +188,13 @@ def _store_provider(store_path: str):
 def _root_from_store(store_path: str, trace_hex: str) -> Optional[int]:
     if not os.path.exists(store_path):
         return None
+    from .store.schema import StoreError
     from .store.tracestore import TraceStore
 
-    store = TraceStore(store_path, timeout=2.0)
+    try:
+        store = TraceStore(store_path, timeout=2.0)
+    except StoreError:  # still being created by the first export, or not a store: no root known
+        return None
     try:
         root = store.root_span_id(trace_hex)
     finally:

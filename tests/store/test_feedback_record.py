@@ -202,3 +202,11 @@ def test_flushes_pending_spans_only_when_the_store_is_in_use(tmp_path, store_pro
     record = record_feedback(GOOD, 0.0, tracer_provider=provider, store_path=store_path)
     assert (record.parent_source, counter.flushes) == ("synthetic", 1)  # looked, flushed once, looked again
     provider.shutdown()
+
+
+def test_a_store_file_without_schema_yet_is_not_an_error(tracer_provider, span_exporter, tmp_path, caplog):
+    path = tmp_path / "being-created.db"
+    path.write_bytes(b"")  # what a reader sees while the first export creates the schema
+    record = record_feedback(GOOD, 0.0, tracer_provider=tracer_provider, store_path=str(path))
+    assert record.parent_source == "synthetic"
+    assert not [r for r in caplog.records if "internal error" in r.getMessage()]
