@@ -45,12 +45,14 @@ from .._spans import (
     StreamObserver,
     TracedAsyncStream,
     TracedStream,
-    attached,
     current_llm_frame,
     end_span,
     report_internal_error,
 )
 from .extract import Operation, Result, operation_for
+
+_attach = otel_context.attach
+_detach = otel_context.detach
 
 LIBRARY = "openai"
 PROVIDER_OPENAI = "openai"
@@ -387,7 +389,8 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
     if op is None or str(getattr(options, "method", "")).lower() != "post":
         return None
     cfg = get_config()
-    frame = current_llm_frame()
+    parent = otel_context.get_current()
+    frame = current_llm_frame(parent)
     if frame is not None and not cfg.nested_client_spans:
         return None
 
@@ -428,7 +431,6 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
         if system is not None:
             span_attrs[sc.GEN_AI_SYSTEM_INSTRUCTIONS] = system
 
-    parent = otel_context.get_current()
     use_causal = frame is None and cfg.causal_links
     links = None
     if use_causal:
@@ -467,25 +469,24 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
     return call
 
 
-def _start(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_Call]:
-    try:
-        return _begin(tel, client, args, kwargs)
-    except Exception as exc:  # noqa: BLE001
-        report_internal_error("openai.request", exc)
-        return None
-
-
 def sync_wrapper(tel: Telemetry) -> Callable:
     def request(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = _start(tel, instance, args, kwargs)
+        try:
+            call = _begin(tel, instance, args, kwargs)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("openai.request", exc)
+            call = None
         if call is None:
             return wrapped(*args, **kwargs)
+        # attach and detach in this one frame (what _spans.attached does, inlined: hot path)
+        token = _attach(call.ctx)
         try:
-            with attached(call.ctx):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            _detach(token)
             call.fail(exc)
             raise
+        _detach(token)
         return call.finish(result, False)
 
     return request
@@ -493,15 +494,21 @@ def sync_wrapper(tel: Telemetry) -> Callable:
 
 def async_wrapper(tel: Telemetry) -> Callable:
     async def request(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = _start(tel, instance, args, kwargs)
+        try:
+            call = _begin(tel, instance, args, kwargs)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("openai.request", exc)
+            call = None
         if call is None:
             return await wrapped(*args, **kwargs)
+        token = _attach(call.ctx)
         try:
-            with attached(call.ctx):
-                result = await wrapped(*args, **kwargs)
+            result = await wrapped(*args, **kwargs)
         except BaseException as exc:
+            _detach(token)
             call.fail(exc)
             raise
+        _detach(token)
         return call.finish(result, True)
 
     return request
