@@ -104,6 +104,19 @@ _INDEX_LONG_ELEMENTS = (
 )
 
 
+def _has_long_string(attributes: dict) -> bool:
+    for value in attributes.values():
+        kind = type(value)
+        if kind is str:
+            if len(value) > _MAX_STR:
+                return True
+        elif kind is tuple or kind is list:
+            for element in value:
+                if type(element) is str and len(element) > _MAX_STR:
+                    return True
+    return False
+
+
 def _chunks(ids: list, size: int = 500):
     for i in range(0, len(ids), size):
         yield ids[i:i + size]
@@ -406,9 +419,7 @@ class SQLiteSpanExporter(SpanExporter):
                         key_id(conn, key)
                     known = self._keys.keys()
                 text = _json(attributes)
-                if len(text) > _MAX_STR and any(
-                        (type(v) is str and len(v) > _MAX_STR) or (type(v) in (list, tuple) and any(
-                            type(e) is str and len(e) > _MAX_STR for e in v)) for v in attributes.values()):
+                if len(text) > _MAX_STR and _has_long_string(attributes):
                     with_long.append(sid)
             else:
                 text = "{}"
