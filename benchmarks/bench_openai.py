@@ -28,8 +28,10 @@ from typing import Callable
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import openai  # noqa: E402
+import wrapt  # noqa: E402
 from _common import floor_span_us, null_provider, per_call_us, report  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
+from opentelemetry.trace import SpanKind  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
@@ -154,94 +156,115 @@ def _measure(cases: dict, calls: int, rounds: int, causal: bool) -> list:
             for name in cases]
 
 
-def _self_time(cases: dict, calls: int, rounds: int, causal: bool) -> list:
-    """Our own CPU time per call, measured inside the instrumented calls themselves: time
-    in the wrapped ``request()`` minus time in the SDK's original ``request()``, plus (for
-    streams) time in ``TracedStream.__next__`` minus time in ``Stream.__next__``. Both
-    sides come from the same calls and the clock is this thread's CPU time, so neither
-    the SDK's drift nor other processes on a busy machine leak into the figure; the
-    clock reads' own cost is calibrated and subtracted. The floor is timed the same way."""
-    from openai import Stream
-    from openai._base_client import SyncAPIClient
+class _SelfTimer:
+    """Times the code an instrumentation adds *inside* real calls: CPU time (this thread)
+    spent in the instrumented ``request()`` minus the SDK's own ``request()``, plus for
+    streams ``TracedStream.__next__`` minus ``Stream.__next__``. Both sides come from the
+    same calls, so the SDK's drift and other processes on a busy machine stay out of it;
+    the shims' own clock reads are calibrated and subtracted; the garbage collector is
+    paused while timing (its pauses land on whoever happens to allocate next)."""
 
-    from instrumentors._spans import TracedStream
+    def __init__(self) -> None:
+        from openai import Stream
+        from openai._base_client import SyncAPIClient
 
-    clock = time.thread_time
-    spent = {"ours": 0.0, "sdk": 0.0, "sdk_calls": 0}
+        from instrumentors._spans import TracedStream
 
-    def timed(fn: Callable, key: str, bind: bool = False) -> Callable:
-        def shim(self, *args, **kwargs):
-            call = fn.__get__(self, type(self)) if bind else functools.partial(fn, self)
+        self.client_cls, self.stream_cls, self.traced_cls = SyncAPIClient, Stream, TracedStream
+        self.saved = {
+            (SyncAPIClient, "request"): SyncAPIClient.__dict__["request"],
+            (Stream, "__next__"): Stream.__dict__["__next__"],
+            (TracedStream, "__next__"): TracedStream.__dict__["__next__"],
+        }
+        self.spent = {"ours": 0.0, "sdk": 0.0, "inner": 0}
+        self.bias = 0.0
+        inner = self._timed(lambda obj: None, "sdk")
+        outer = self._timed(lambda obj: inner(obj), "ours")
+        for _ in range(20000):
+            outer(None)
+        self.bias = (self.spent["ours"] - self.spent["sdk"]) / self.spent["inner"]
+
+    def _timed(self, fn: Callable, key: str, bind: bool = False) -> Callable:
+        spent, clock = self.spent, time.thread_time
+
+        def shim(obj, *args, **kwargs):
+            call = fn.__get__(obj, type(obj)) if bind else functools.partial(fn, obj)
             if key == "sdk":
-                spent["sdk_calls"] += 1
+                spent["inner"] += 1
             start = clock()
             try:
                 return call(*args, **kwargs)
             finally:
                 spent[key] += clock() - start
+
         return shim
 
-    # Calibration: an outer shim straight around an inner shim around nothing.
-    inner = timed(lambda self: None, "sdk")
-    outer = timed(lambda self: inner(self), "ours")
-    for _ in range(20000):
-        outer(None)
-    bias = (spent["ours"] - spent["sdk"]) / spent["sdk_calls"]
+    def per_call_us(self, install: Callable, uninstall: Callable, fn: Callable, calls: int) -> float:
+        saved = self.saved
+        self.client_cls.request = self._timed(saved[(self.client_cls, "request")], "sdk")
+        self.stream_cls.__next__ = self._timed(saved[(self.stream_cls, "__next__")], "sdk")
+        install()
+        self.client_cls.request = self._timed(self.client_cls.__dict__["request"], "ours", bind=True)
+        self.traced_cls.__next__ = self._timed(saved[(self.traced_cls, "__next__")], "ours")
+        try:
+            for _ in range(min(200, calls)):
+                fn()
+            gc.collect()
+            gc.disable()
+            self.spent.update(ours=0.0, sdk=0.0, inner=0)
+            for _ in range(calls):
+                fn()
+            gc.enable()
+            spent = self.spent
+            return (spent["ours"] - spent["sdk"] - self.bias * spent["inner"]) / calls * 1e6
+        finally:
+            gc.enable()
+            uninstall()
+            for (cls, name), original in saved.items():
+                setattr(cls, name, original)
+
+
+def _floor_wrapper(tracer, attributes: dict) -> Callable:
+    """The floor in the same place: a bare span with as many attributes around request()."""
+    def request(wrapped, instance, args, kwargs):
+        with tracer.start_as_current_span("floor", kind=SpanKind.CLIENT, attributes=attributes):
+            return wrapped(*args, **kwargs)
+    return request
+
+
+def _self_time(cases: dict, calls: int, rounds: int, causal: bool) -> tuple:
+    """Rows for report(): our self-time against the in-flow floor, and the same overhead
+    against _common's tight-loop floor."""
+    from openai._base_client import SyncAPIClient
 
     base_cfg = _config.get_config()
     _config.set_config(dataclasses.replace(base_cfg, causal_links=causal, capture_content=False))
     provider = null_provider()
-    request, stream_next = SyncAPIClient.__dict__["request"], Stream.__dict__["__next__"]
-    traced_next = TracedStream.__dict__["__next__"]
+    tracer = provider.get_tracer("floor")
+    timer = _SelfTimer()
     instrumentor = OpenAIInstrumentor()
     baseline: dict = {name: [] for name in cases}
     ours: dict = {name: [] for name in cases}
+    floor: dict = {name: [] for name in cases}
     try:
         counts = _attribute_counts(cases)
         for _ in range(rounds):
             for name, fn in cases.items():
                 baseline[name].append(per_call_us(fn, calls, repeats=1))
-            SyncAPIClient.request = timed(request, "sdk")
-            Stream.__next__ = timed(stream_next, "sdk")
-            instrumentor.instrument(tracer_provider=provider)
-            SyncAPIClient.request = timed(SyncAPIClient.__dict__["request"], "ours", bind=True)
-            TracedStream.__next__ = timed(traced_next, "ours")
-            try:
-                for name, fn in cases.items():
-                    for _ in range(min(200, calls)):
-                        fn()
-                    gc.collect()
-                    spent.update(ours=0.0, sdk=0.0, sdk_calls=0)
-                    for _ in range(calls):
-                        fn()
-                    ours[name].append((spent["ours"] - spent["sdk"] - bias * spent["sdk_calls"]) / calls * 1e6)
-            finally:
-                instrumentor.uninstrument()
-                SyncAPIClient.request, Stream.__next__ = request, stream_next
-                TracedStream.__next__ = traced_next
-        floor = {name: _floor_cpu_us(provider, counts[name], calls * 5) for name in cases}
+                ours[name].append(timer.per_call_us(
+                    lambda: instrumentor.instrument(tracer_provider=provider), instrumentor.uninstrument, fn, calls))
+                attributes = {f"attr.{i}": i for i in range(counts[name])}
+                floor[name].append(timer.per_call_us(
+                    lambda: wrapt.wrap_function_wrapper(SyncAPIClient, "request", _floor_wrapper(tracer, attributes)),
+                    lambda: None, fn, calls))
+        tight = {name: floor_span_us(provider, counts[name], calls) for name in cases}
     finally:
-        SyncAPIClient.request, Stream.__next__ = request, stream_next
-        TracedStream.__next__ = traced_next
         _config.set_config(base_cfg)
     suffix = " +causal" if causal else ""
-    return [(f"{name}{suffix} [{counts[name]} attrs]", min(baseline[name]) + min(ours[name]), min(baseline[name]),
-             floor[name]) for name in cases]
-
-
-def _floor_cpu_us(provider, n_attributes: int, calls: int) -> float:
-    """floor_span_us's bare span (same body), timed on this thread's CPU clock."""
-    tracer = provider.get_tracer("floor")
-    attrs = {f"attr.{i}": i for i in range(n_attributes)}
-    best = float("inf")
-    for _ in range(5):
-        gc.collect()
-        start = time.thread_time()
-        for _ in range(calls):
-            with tracer.start_as_current_span("floor", attributes=attrs):
-                pass
-        best = min(best, (time.thread_time() - start) / calls * 1e6)
-    return best
+    label = {name: f"{name}{suffix} [{counts[name]} attrs]" for name in cases}
+    in_flow = [(label[n], min(baseline[n]) + min(ours[n]), min(baseline[n]), min(floor[n])) for n in cases]
+    tight_rows = [(label[n], min(baseline[n]) + min(ours[n]), min(baseline[n]), tight[n]) for n in cases]
+    return in_flow, tight_rows
 
 
 def main(argv: list) -> None:
@@ -252,8 +275,13 @@ def main(argv: list) -> None:
     cases = _cases(_client())
     print(f"openai {openai.__version__}, python {sys.version.split()[0]}, "
           f"{rounds} alternating rounds of {calls} calls, fastest round kept")
-    print("\n== overhead = our self-time inside the instrumented calls (the figure to compare with the floor)")
-    report(_self_time(cases, calls, rounds, causal=False) + _self_time(cases, calls, rounds, causal=True))
+    plain, plain_tight = _self_time(cases, calls, rounds, causal=False)
+    linked, linked_tight = _self_time(cases, calls, rounds, causal=True)
+    print("\n== overhead = our self-time inside real calls; floor = a bare span with as many attributes,")
+    print("   timed the same way in the same place (the headline figure)")
+    report(plain + linked)
+    print("\n== same overhead against _common.floor_span_us (bare span in a tight loop: hot caches)")
+    report(plain_tight + linked_tight)
     if not args.quick:
         print("\n== wall clock, uninstrumented vs instrumented (context: drifts with machine load)")
         report(_measure(cases, calls, rounds, causal=False))
