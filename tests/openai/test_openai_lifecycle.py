@@ -479,3 +479,20 @@ async def test_disabled_library_is_not_patched(tracer_provider, span_exporter, s
     finally:
         instrumentor.uninstrument()
     assert span_exporter.get_finished_spans() == ()
+
+
+async def test_nested_stream_reports_usage_to_the_frame_when_it_ends(instrument, tracer_provider, span_exporter,
+                                                                     causal_calls, is_async):
+    framework = tracer_provider.get_tracer("framework").start_span("chat ChatOpenAI")
+    with attached(context_with_llm_frame(framework)):
+        frame = current_llm_frame()
+        stream = await _chat(S.mock_client(S.reply("chat_stream_usage"), is_async), stream=True,
+                             stream_options={"include_usage": True})
+    assert frame.child_reported_usage is False  # usage arrives with the last chunk
+    await S.drain(stream)
+    framework.end()
+    assert frame.child_reported_usage is True
+    assert causal_calls == []
+    client_span, outer = span_exporter.get_finished_spans()
+    assert client_span.parent.span_id == outer.context.span_id
+    assert client_span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
