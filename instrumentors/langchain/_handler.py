@@ -48,29 +48,16 @@ _log = logging.getLogger("instrumentors")
 #: chain) is evicted oldest-first and its span ended, so the map cannot grow forever.
 MAX_OPEN_RUNS = 10_000
 
-RUN_CHAIN = "chain"
-RUN_LLM = "llm"
-RUN_RETRIEVER = "retriever"
-RUN_TOOL = "tool"
 
 
 class Run:
-    """What the handler keeps between a run's start and end callbacks."""
+    """What the handler keeps between a run's start and end callbacks (chains, tools)."""
 
-    __slots__ = ("span", "kind", "start", "frames", "stream", "chunks", "first_chunk", "metric_attrs",
-                 "collector", "deferred_inputs", "ctx")
+    __slots__ = ("span", "ctx", "deferred_inputs")
 
-    def __init__(self, span: Span, kind: str) -> None:
+    def __init__(self, span: Span) -> None:
         self.span = span
         self.ctx: Optional[otel_context.Context] = None  # see context()
-        self.kind = kind
-        self.start = time.monotonic()
-        self.frames: list = []  # LLMFrames the model call ran under (child usage flags)
-        self.stream = False
-        self.chunks = 0
-        self.first_chunk: Optional[float] = None
-        self.metric_attrs: Optional[dict] = None
-        self.collector: Any = None
         self.deferred_inputs = False
 
     def context(self) -> otel_context.Context:
@@ -80,6 +67,31 @@ class Run:
         if ctx is None:
             ctx = self.ctx = trace.set_span_in_context(self.span)
         return ctx
+
+
+class LLMRun(Run):
+    """An LLM run: timing, stream bookkeeping and the LLM frames its call ran under."""
+
+    __slots__ = ("start", "frames", "stream", "chunks", "first_chunk", "metric_attrs")
+
+    def __init__(self, span: Span) -> None:
+        super().__init__(span)
+        self.start = time.monotonic()
+        self.frames: list = []  # LLMFrames the model call ran under (child usage flags)
+        self.stream = False
+        self.chunks = 0
+        self.first_chunk: Optional[float] = None
+        self.metric_attrs: Optional[dict] = None
+
+
+class RetrievalRun(Run):
+    """A retriever run and the score collector its wrapper set up."""
+
+    __slots__ = ("collector",)
+
+    def __init__(self, span: Span) -> None:
+        super().__init__(span)
+        self.collector: Any = None
 
 
 def _key(run_id: Any) -> Any:
@@ -150,12 +162,16 @@ class OTelCallbackHandler(BaseCallbackHandler):
         return self._runs.get(_key(run_id)) if run_id is not None else None
 
     def _put(self, run_id: UUID, run: Run) -> None:
+        # dict set/pop are atomic under the GIL; the lock only guards eviction
+        self._runs[_key(run_id)] = run
+        if len(self._runs) <= self.max_open_runs:
+            return
         evicted = []
         with self._lock:
-            self._runs[_key(run_id)] = run
             while len(self._runs) > self.max_open_runs:
                 oldest = next(iter(self._runs))
-                evicted.append(self._runs.pop(oldest))
+                evicted.append(self._runs.pop(oldest, None))
+        evicted = [r for r in evicted if r is not None]
         if evicted:
             report_internal_error("langchain.run_map_full", RuntimeError(
                 f"{len(evicted)} LangChain run(s) never ended; their spans were ended early"))
@@ -163,8 +179,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
                 end_span(old.span)
 
     def _pop(self, run_id: UUID) -> Optional[Run]:
-        with self._lock:
-            return self._runs.pop(_key(run_id), None)
+        return self._runs.pop(_key(run_id), None)
 
     def _parent(self, parent_run_id: Optional[UUID]) -> Optional[otel_context.Context]:
         """The parent run's span (explicit), else None: the caller's current context."""
@@ -181,15 +196,17 @@ class OTelCallbackHandler(BaseCallbackHandler):
         name = kwargs.get("name") or readers.class_name(serialized) or "chain"
         run_type = kwargs.get("run_type")
         kind = sc.KIND_PROMPT if run_type == "prompt" else sc.KIND_PARSER if run_type == "parser" else sc.KIND_WORKFLOW
+        name = str(name)
         attrs = {sc.SPAN_KIND: kind, sc.LIBRARY: "langchain", sc.COMPONENT: name}
         if kind == sc.KIND_PROMPT and serialized:
             attrs.update(readers.prompt_template_attributes(serialized))
         # streamed runs start with a placeholder input and report the real one at the end
         deferred = bool(kwargs.get("defers_inputs")) or (type(inputs) is dict and inputs == {"input": ""})
         if not deferred and _content.capture_enabled():
-            attrs[sc.INPUT_VALUE] = _content.json_value(readers.to_jsonable(inputs))
-        span = start_span(self.tracer, str(name), attributes=attrs, parent=self._parent(parent_run_id))
-        run = Run(span, RUN_CHAIN)
+            attrs[sc.INPUT_VALUE] = _content.json_value(readers.to_jsonable(inputs)) or "null"
+        # attrs holds no None value: the SDK is called directly (hot path)
+        span = self.tracer.start_span(name, context=self._parent(parent_run_id), attributes=attrs)
+        run = Run(span)
         run.deferred_inputs = deferred
         run.context()  # now, while the run's starting context is current
         self._put(run_id, run)
@@ -203,10 +220,8 @@ class OTelCallbackHandler(BaseCallbackHandler):
             try:
                 inputs = kwargs.get("inputs")
                 if run.deferred_inputs and inputs is not None:
-                    run.span.set_attribute(sc.INPUT_VALUE, _content.json_value(readers.to_jsonable(inputs)) or "")
-                value = _content.json_value(readers.to_jsonable(outputs))
-                if value is not None:
-                    run.span.set_attribute(sc.OUTPUT_VALUE, value)
+                    run.span.set_attribute(sc.INPUT_VALUE, _content.json_value(readers.to_jsonable(inputs)) or "null")
+                run.span.set_attribute(sc.OUTPUT_VALUE, _content.json_value(readers.to_jsonable(outputs)) or "null")
             except Exception as exc:  # noqa: BLE001
                 report_internal_error("langchain.chain_end", exc)
         end_span(run.span)
@@ -262,7 +277,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
         name = f"{operation} {model}" if model else operation
         span = start_span(self.tracer, name, kind=SpanKind.CLIENT, attributes=attrs, links=links, parent=parent)
-        run = Run(span, RUN_LLM)
+        run = LLMRun(span)
         run.stream = stream
         run.metric_attrs = {k: attrs.get(k) for k in (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME,
                                                        sc.GEN_AI_REQUEST_MODEL)}
@@ -275,7 +290,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
     @_guard
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._runs.get(_key(run_id))
-        if run is None:
+        if not isinstance(run, LLMRun):
             return
         if run.first_chunk is None:
             run.first_chunk = time.monotonic()
@@ -296,6 +311,9 @@ class OTelCallbackHandler(BaseCallbackHandler):
 
     def _finish_llm(self, run: Run, response: Any, error: Optional[BaseException]) -> None:
         span = run.span
+        if not isinstance(run, LLMRun):
+            end_span(span, error)
+            return
         closed = isinstance(error, GeneratorExit)
         child_usage = next((f for f in run.frames if f.child_reported_usage), None)
         input_tokens = output_tokens = response_model = None
@@ -343,7 +361,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         data_source = (info.get("data_source") or (metadata or {}).get("ls_vector_store_provider") or component)
         span = retrieval.start_retrieval(self.tracer, str(data_source), str(component), query, info.get("top_k"),
                                          parent=self._parent(parent_run_id), source_id=info.get("source_id"))
-        run = Run(span, RUN_RETRIEVER)
+        run = RetrievalRun(span)
         if pending is not None:
             pending.span = span
             run.collector = info.get("collector")
@@ -355,8 +373,8 @@ class OTelCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         docs = list(documents or ())
-        scores, order = retrieval.scores_for(docs, run.collector)
-        run.collector = None
+        collector = run.collector if isinstance(run, RetrievalRun) else None
+        scores, order = retrieval.scores_for(docs, collector)
         retrieval.finish_retrieval(run.span, docs, scores, order)
 
     @_guard
@@ -390,7 +408,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         parent = self._parent(parent_run_id)
         links = _causal.consume([args_text], parent, attrs) if args_text and _causal.enabled() else None
         span = start_span(self.tracer, f"{sc.OP_EXECUTE_TOOL} {name}", attributes=attrs, links=links, parent=parent)
-        run = Run(span, RUN_TOOL)
+        run = Run(span)
         run.context()
         self._put(run_id, run)
 

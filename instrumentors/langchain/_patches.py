@@ -49,7 +49,7 @@ from ._context import (
     SpanInConfigContext,
     pending_context,
 )
-from ._handler import HANDLER, context_for_config
+from ._handler import HANDLER, LLMRun, context_for_config
 
 EMBEDDING_KEY = otel_context.create_key("instrumentors.langchain.embedding")
 
@@ -107,7 +107,7 @@ def _llm_context(run_manager: Any) -> Optional[otel_context.Context]:
     """The context to run a model call in: its LLM span current, with an LLM frame."""
     try:
         run = HANDLER.get_run(getattr(run_manager, "run_id", None)) if HANDLER.active else None
-        if run is None:
+        if not isinstance(run, LLMRun):
             return None
         ctx = context_with_llm_frame(run.span)
         frame = current_llm_frame(ctx)

@@ -559,3 +559,26 @@ def test_fallbacks_and_retry(lc, span_exporter):
     assert [s.status.status_code for s in attempts_spans] == [StatusCode.ERROR, StatusCode.UNSET]
     assert len({s.context.trace_id for s in spans}) == 1
     assert root[0].status.status_code == StatusCode.UNSET
+
+
+def test_none_and_odd_inputs_with_capture(lc, capture, span_exporter, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING)
+
+    class Weird:
+        def __eq__(self, other):
+            raise TypeError("no comparisons")
+
+        __hash__ = object.__hash__
+
+    chain = RunnablePassthrough() | RunnableLambda(lambda _: None)
+    assert chain.invoke(None) is None
+    weird = Weird()
+    assert RunnablePassthrough().invoke(weird) is weird
+    spans = span_exporter.get_finished_spans()
+    seq = one(spans, "RunnableSequence")
+    assert seq.attributes[sc.INPUT_VALUE] == "null"
+    assert seq.attributes[sc.OUTPUT_VALUE] == "null"
+    assert len([s for s in spans if s.name == "RunnablePassthrough"]) == 2
+    assert not [r for r in caplog.records if "Invalid type" in r.getMessage()]
