@@ -41,7 +41,7 @@ from .. import causal
 from .._config import get_config
 from .._spans import end_span, report_internal_error, set_attributes, start_span
 from . import _readers as rd
-from ._common import LIBRARY, Telemetry
+from ._common import LIBRARY, Telemetry, fields
 from ._streams import traced_chat_stream, traced_response_stream
 from ._tree import Node
 
@@ -268,12 +268,13 @@ class DispatcherLogic:
 
     def _start_retrieve(self, instance: Any, bound_args: Any) -> _Start:
         query = rd.query_text(_argument(bound_args, "str_or_query_bundle", "query_bundle"))
-        store = getattr(instance, "_vector_store", None)
+        values = fields(instance)
+        store = values.get("_vector_store")
         source = type(store).__name__ if store is not None else type(instance).__name__
-        index = getattr(instance, "_index", None)
+        index = values.get("_index")
         top_k = None
         for attr in ("_similarity_top_k", "similarity_top_k", "top_k", "_top_k"):
-            top_k = rd.integer(getattr(instance, attr, None))
+            top_k = rd.integer(values.get(attr))
             if top_k is not None:
                 break
         attrs = self._base(sc.KIND_RETRIEVER, instance)
@@ -372,7 +373,7 @@ class DispatcherLogic:
         attrs = rd.score_summary(nodes)
         attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS] = _content.json_value(entries) if cfg.capture_content \
             else _content.bounded_json(entries)
-        set_attributes(node.span, attrs)
+        node.span.set_attributes(attrs)  # no None values here; one lock for all
         if cfg.causal_links:
             _produce(node.span, rd.produced_documents(nodes))
         return False

@@ -33,7 +33,6 @@ from .._spans import (
     current_llm_frame,
     end_span,
     report_internal_error,
-    set_attributes,
     start_span,
     usage_attributes,
 )
@@ -179,7 +178,7 @@ class ModelCall:
             cfg = get_config()
             if cfg.capture_content:
                 attrs[sc.GEN_AI_OUTPUT_MESSAGES] = json_value(result.output_messages())
-            set_attributes(self.span, attrs)
+            self.span.set_attributes({k: v for k, v in attrs.items() if v is not None})
             if cfg.causal_links:
                 produced = result.produced()
                 if produced:
