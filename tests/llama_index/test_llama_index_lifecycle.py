@@ -330,3 +330,15 @@ def test_pending_chat_streams_are_capped_and_collected(li, span_exporter):
     gc.collect()
     assert len(pending) == 0
     assert [s.attributes[sc.STREAM_ENDED_BY] for s in span_exporter.get_finished_spans()][5:] == ["abandoned"] * 10
+
+
+def test_package_imports_without_llama_index_and_names_its_dependency():
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['llama_index'] = None; sys.modules['llama_index.core'] = None\n"
+            "from instrumentors.llama_index import LlamaIndexInstrumentor\n"
+            "print(list(LlamaIndexInstrumentor().instrumentation_dependencies()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "['llama-index-core >= 0.12']"
