@@ -284,7 +284,7 @@ class DispatcherLogic:
             sc.GEN_AI_REQUEST_TOP_K: top_k,
             sc.GEN_AI_RETRIEVAL_QUERY_TEXT: _content.text(query),
         })
-        return _Start(f"{sc.OP_RETRIEVAL} {source}", attrs, SpanKind.CLIENT, [query] if query else None)
+        return _Start(f"{sc.OP_RETRIEVAL} {source}", attrs, SpanKind.CLIENT, [query] if query else None, source)
 
     def _start_rerank(self, instance: Any, bound_args: Any) -> _Start:
         nodes = list(_argument(bound_args, "nodes") or ())
@@ -370,7 +370,7 @@ class DispatcherLogic:
         nodes = list(result or ())
         cfg = get_config()
         entries = rd.documents(nodes, cfg.max_documents, cfg.capture_content)
-        attrs = rd.score_summary(nodes)
+        attrs = rd.score_summary(nodes, node.data)
         attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS] = _content.json_value(entries) if cfg.capture_content \
             else _content.bounded_json(entries)
         node.span.set_attributes(attrs)  # no None values here; one lock for all

@@ -21,6 +21,11 @@ from ..causal import Produced
 
 SCORE_ORDER = "higher_is_better"  # LlamaIndex scores are similarities (and reranker relevance)
 
+# Vector stores whose NodeWithScore.score is whatever the index returns, so its direction
+# depends on how the index was built (FAISS: L2 distances for IndexFlatL2, inner products
+# for IndexFlatIP). For those we do not claim a score order.
+UNKNOWN_ORDER_STORES = frozenset({"FaissVectorStore", "FaissMapVectorStore"})
+
 
 def g(obj: Any, key: str) -> Any:
     """A field of an SDK object or of the same thing as a dict."""
@@ -130,14 +135,19 @@ def documents(nodes: Iterable[Any], limit: int, capture: bool) -> list:
     return out
 
 
-def score_summary(nodes: list) -> dict:
-    """``retrieval.*`` summary keys over every node (not only the listed ones)."""
+def score_summary(nodes: list, source: Optional[str] = None) -> dict:
+    """``retrieval.*`` summary keys over every node (not only the listed ones).
+
+    ``retrieval.score_order`` is ``higher_is_better`` (LlamaIndex turns distances into
+    similarities for its vector stores) except for stores in :data:`UNKNOWN_ORDER_STORES`,
+    where it is left out and top/lowest are simply the max/min score."""
     scores = [s for s in (node_score(n) for n in nodes) if s is not None]
     attrs: dict = {sc.RETRIEVAL_DOCUMENT_COUNT: len(nodes)}
     if scores:
         attrs[sc.RETRIEVAL_TOP_SCORE] = max(scores)
         attrs[sc.RETRIEVAL_LOWEST_SCORE] = min(scores)
-        attrs[sc.RETRIEVAL_SCORE_ORDER] = SCORE_ORDER
+        if source not in UNKNOWN_ORDER_STORES:
+            attrs[sc.RETRIEVAL_SCORE_ORDER] = SCORE_ORDER
     return attrs
 
 

@@ -249,3 +249,27 @@ def test_query_engine_error_is_recorded_and_propagates(li, spans, span_exporter)
         assert span.attributes[sc.ERROR_TYPE] == "test_query_engine_error_is_recorded_and_propagates.<locals>.Boom"
     assert tree.one("retrieval SimpleVectorStore").status.status_code is StatusCode.UNSET
     assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_score_order_left_out_for_stores_with_index_dependent_scores(li, spans):
+    """A FAISS store's scores are L2 distances or inner products depending on the index."""
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    class FaissVectorStore:  # stands in for llama_index.vector_stores.faiss.FaissVectorStore
+        pass
+
+    class FaissRetriever(BaseRetriever):
+        def __init__(self):
+            super().__init__()
+            self._vector_store = FaissVectorStore()
+
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(id_="a", text="x"), score=0.2),
+                    NodeWithScore(node=TextNode(id_="b", text="y"), score=1.7)]
+
+    FaissRetriever().retrieve("q")
+    span = spans().one("retrieval FaissVectorStore")
+    assert span.attributes[sc.RETRIEVAL_TOP_SCORE] == 1.7
+    assert span.attributes[sc.RETRIEVAL_LOWEST_SCORE] == 0.2
+    assert sc.RETRIEVAL_SCORE_ORDER not in span.attributes
