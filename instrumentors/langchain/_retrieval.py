@@ -58,8 +58,11 @@ METADATA_SCORE_KEYS = ("relevance_score", "score", "similarity_score", "_score")
 
 #: Metadata keys written on every document even with content capture off: they say
 #: where a chunk came from, not what it says.
+# Source and freshness metadata: identifiers and dates, never document text, so they are
+# kept with content capture off too (explain/blame flag stale documents from the dates).
 SOURCE_METADATA_KEYS = ("source", "url", "file_path", "file_name", "filename", "title", "page",
-                        "page_number", "row", "start_index", "chunk_id", "doc_id", "document_id")
+                        "page_number", "row", "start_index", "chunk_id", "doc_id", "document_id",
+                        "indexed_at", "updated_at", "last_modified", "created_at", "version")
 
 
 _SOURCE_ID_ATTRS = ("collection_name", "index_name", "table_name", "namespace")
