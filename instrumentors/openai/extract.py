@@ -483,6 +483,9 @@ class _ChoicesAccumulator(Accumulator):
             state = self.choices.get(index)
             if state is None:
                 state = self.choices[index] = _ChoiceState()
+                first = g(choice, "delta", None) if self.chat else None
+                if first is not None:  # the role comes with a choice's first delta
+                    state.role = g(first, "role", None) or state.role
             if self.chat:
                 delta = g(choice, "delta", None)
                 if delta is not None:
@@ -490,9 +493,6 @@ class _ChoicesAccumulator(Accumulator):
                         piece = g(delta, "content", None) or g(delta, "refusal", None)
                         if piece:
                             state.text.append(piece)
-                    role = g(delta, "role", None)
-                    if role:
-                        state.role = role
                     calls = g(delta, "tool_calls", None)
                     if calls:
                         for call in calls:
