@@ -12,8 +12,11 @@ Why it is built this way:
 * ``BEGIN IMMEDIATE`` + WAL + a busy timeout: several processes (gunicorn workers, a
   feedback endpoint, a batch job) can export into the same file at once; writers queue
   on the lock, readers are never blocked.
-* Span row ids are assigned inside the write lock (``max(id) + 1``), so the attribute
-  index can be clustered by ``(key, span)`` and inserts append (see ``schema``).
+* Span refs are assigned inside the write lock as ``trace_ref << SPAN_BITS | n``, so an
+  indexed value names its trace without a join (see ``schema``).
+* The attribute index is built here, from the attribute dicts the spans already hold:
+  one JSON object per key per batch (``attr_blocks``), a few dozen rows per batch where
+  one row per attribute value cost a microsecond each, a third of the whole budget.
 * It never breaks the host app: any failure is reported once (rate-limited) and the
   batch is reported as failed to the SDK; nothing raises into the caller.
 """
@@ -39,8 +42,6 @@ from . import schema
 
 _log = logging.getLogger("instrumentors")
 
-_MAX_STR = schema.MAX_INDEXED_STRING
-_MAX_ELEMENTS = schema.MAX_INDEXED_ARRAY_ELEMENTS
 _MAX_CACHED_KEYS = 10_000
 #: kept in the span's JSON but not indexed: fingerprint digests are for rebuilding
 #: links, never for filtering, and a consuming span carries ~150 of them.
@@ -70,56 +71,9 @@ _INSERT_FEEDBACK = (
 _KIND_NAMES: dict = {}  # id(SpanKind member) -> name (enum attribute access is slow)
 _STATUS_NAMES = {code: code.name for code in StatusCode}
 
-# The attribute index, built by SQLite from the JSON just inserted (C speed). Scalars:
-# numbers and booleans in ``num`` (1/0), strings up to MAX_INDEXED_STRING in ``str``;
-# array elements one row each (``pos`` = index, first MAX_INDEXED_ARRAY_ELEMENTS);
-# longer strings in attr_text. Fingerprint digests are never indexed.
-_SKIP = "j.key NOT IN ('" + "','".join(sorted(NOT_INDEXED)) + "')"
-_INDEX_ATTRS = (
-    # one parse of each span's JSON; an array attribute is expanded by a second json_each
-    # on its (small) value, LEFT JOINed so scalars come through with e.* NULL
-    "INSERT INTO attrs(key, span, pos, trace, num, str)"
-    " SELECT k.id, s.id, coalesce(e.key, 0), s.trace,"
-    " CASE coalesce(e.type, j.type) WHEN 'integer' THEN coalesce(e.value, j.value)"
-    " WHEN 'real' THEN coalesce(e.value, j.value) WHEN 'true' THEN 1.0 WHEN 'false' THEN 0.0 END,"
-    " CASE WHEN coalesce(e.type, j.type) = 'text' THEN coalesce(e.value, j.value) END"
-    " FROM spans s, json_each(s.attributes) j JOIN keys k ON k.name = j.key"
-    " LEFT JOIN json_each(CASE WHEN j.type = 'array' THEN j.value END) e"
-    " WHERE s.id BETWEEN ? AND ? AND " + _SKIP + " AND CASE WHEN j.type = 'array' THEN"
-    f" e.key < {_MAX_ELEMENTS} AND e.type NOT IN ('array', 'object', 'null')"
-    f" AND NOT (e.type = 'text' AND length(e.value) > {_MAX_STR})"
-    " ELSE j.type NOT IN ('object', 'null')"
-    f" AND NOT (j.type = 'text' AND length(j.value) > {_MAX_STR}) END"
-)
-_INDEX_LONG = (
-    "INSERT INTO attr_text(key, span, pos, trace, value) SELECT k.id, s.id, 0, s.trace, j.value"
-    " FROM spans s, json_each(s.attributes) j JOIN keys k ON k.name = j.key"
-    f" WHERE s.id IN ({{marks}}) AND j.type = 'text' AND length(j.value) > {_MAX_STR} AND " + _SKIP
-)
-_INDEX_LONG_ELEMENTS = (
-    "INSERT INTO attr_text(key, span, pos, trace, value) SELECT k.id, s.id, e.key, s.trace, e.value"
-    " FROM spans s, json_each(s.attributes) j JOIN keys k ON k.name = j.key, json_each(j.value) e"
-    f" WHERE s.id IN ({{marks}}) AND j.type = 'array' AND e.key < {_MAX_ELEMENTS} AND e.type = 'text'"
-    f" AND length(e.value) > {_MAX_STR} AND " + _SKIP
-)
-
-
-def _has_long_string(attributes: dict) -> bool:
-    for value in attributes.values():
-        kind = type(value)
-        if kind is str:
-            if len(value) > _MAX_STR:
-                return True
-        elif kind is tuple or kind is list:
-            for element in value:
-                if type(element) is str and len(element) > _MAX_STR:
-                    return True
-    return False
-
-
-def _chunks(ids: list, size: int = 500):
-    for i in range(0, len(ids), size):
-        yield ids[i:i + size]
+_SEQUENCES = (tuple, list)
+_SPAN_BITS = schema.SPAN_BITS
+_INSERT_BLOCK = "INSERT INTO attr_blocks(key, arrays, data) VALUES (?,?,?)"
 
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str, allow_nan=False)
@@ -376,32 +330,42 @@ class SQLiteSpanExporter(SpanExporter):
         if not items:
             return None
         conn.executemany(_UPSERT_TRACE, [(t, *s) for t, s in traces.items()])
+        # trace hex -> [trace ref, next span ref]: a trace's spans are numbered from its
+        # ref (see schema.SPAN_BITS), after those already stored.
         refs: dict = {}
         hexes = list(traces)
         for i in range(0, len(hexes), 500):
             chunk = hexes[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            refs.update((h, r) for r, h in conn.execute(
-                f"SELECT id, trace_id FROM traces WHERE trace_id IN ({marks})", chunk))
-        next_id = conn.execute("SELECT coalesce(max(id), 0) FROM spans").fetchone()[0] + 1
+            for ref, trace_hex, last in conn.execute(
+                    f"SELECT t.id, t.trace_id, (SELECT max(s.id) FROM spans s WHERE s.id BETWEEN t.id << {_SPAN_BITS}"
+                    f" AND ((t.id + 1) << {_SPAN_BITS}) - 1) FROM traces t WHERE t.trace_id IN ({marks})", chunk):
+                first = ref << _SPAN_BITS
+                following = first if last is None else last + 1
+                if following - first + traces[trace_hex][2] > schema.MAX_SPANS_PER_TRACE:
+                    raise ValueError(f"trace {trace_hex} has more than {schema.MAX_SPANS_PER_TRACE} spans; "
+                                     "the store keeps no more of it")
+                refs[trace_hex] = [ref, following]
 
-        # Pass 2: rows. The attribute index (attrs / attr_text) is not built here: SQLite
-        # derives it from each span's JSON with json_each (below), which costs a third of
-        # what building the same rows in Python does.
+        # Pass 2: rows. The attribute index is one JSON object per key for the whole
+        # batch (span ref -> value), array values in a block of their own (see schema).
         span_rows = []
         event_rows = []
         link_rows = []
         feedback_rows = []
-        with_long = []
-        key_id = self._key_id
-        known = self._keys.keys()
+        scalars: dict = {}
+        arrays: dict = {}
         resource_id = self._resource_id
         last_resource = None
         last_rid = None
         kind_names = _KIND_NAMES
-        for offset, (view, trace_hex, span_hex, attributes, start, end, status) in enumerate(items):
-            sid = next_id + offset
-            tref = refs[trace_hex]
+        status_names = _STATUS_NAMES
+        sequences = _SEQUENCES
+        for view, trace_hex, span_hex, attributes, start, end, status in items:
+            ref = refs[trace_hex]
+            tref = ref[0]
+            sid = ref[1]
+            ref[1] = sid + 1
             parent = view[1]
             parent_hex = format(parent.span_id, "016x") if parent is not None and parent.is_valid else None
             kind = view[5]
@@ -413,20 +377,18 @@ class SQLiteSpanExporter(SpanExporter):
                 last_rid = resource_id(conn, resource)
                 last_resource = resource
             if attributes:
-                missing = attributes.keys() - known
-                if missing:
-                    for key in missing - NOT_INDEXED:
-                        key_id(conn, key)
-                    known = self._keys.keys()
                 text = _json(attributes)
-                if len(text) > _MAX_STR and _has_long_string(attributes):
-                    with_long.append(sid)
+                for key, value in attributes.items():
+                    block = (arrays if type(value) in sequences else scalars).get(key)
+                    if block is None:
+                        block = (arrays if type(value) in sequences else scalars)[key] = {}
+                    block[sid] = value
             else:
                 text = "{}"
             scope = view[7]
             span_rows.append((
                 sid, tref, span_hex, parent_hex, 1 if parent_hex and parent.is_remote else 0, view[8],
-                kind_name, start, end, _STATUS_NAMES[status], view[4].description,
+                kind_name, start, end, status_names[status], view[4].description,
                 last_rid, scope.name if scope is not None else None, text,
             ))
             events = view[9]
@@ -461,12 +423,13 @@ class SQLiteSpanExporter(SpanExporter):
             if skip is not None:  # pragma: no cover - a concurrent writer raced the redo
                 raise RuntimeError("span rows conflicted twice; batch dropped")
             return "duplicates"
-        first, last = next_id, next_id + len(span_rows) - 1
-        conn.execute(_INDEX_ATTRS, (first, last))
-        for chunk in _chunks(with_long):
-            marks = ",".join("?" * len(chunk))
-            conn.execute(_INDEX_LONG.format(marks=marks), chunk)
-            conn.execute(_INDEX_LONG_ELEMENTS.format(marks=marks), chunk)
+        key_id = self._key_id
+        blocks = []
+        for flag, by_key in ((0, scalars), (1, arrays)):
+            for key, block in by_key.items():
+                if key not in NOT_INDEXED:
+                    blocks.append((key_id(conn, key), flag, _json(block)))
+        conn.executemany(_INSERT_BLOCK, blocks)
         if event_rows:
             conn.executemany("INSERT INTO events(trace, span, pos, name, time_ns, attributes) VALUES (?,?,?,?,?,?)",
                              event_rows)

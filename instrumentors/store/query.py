@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from .schema import SPAN_BITS
+
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "exists")
 INTRINSICS = {"name": "name", "status": "status", "kind": "kind", "duration_ms": None}
 ALIASES = {"user_feedback.": "feedback."}
@@ -146,7 +148,8 @@ def _num_str(value: Any) -> str:
 
 
 def _value_sql(op: str, value: Any, num: str, text: str, params: list) -> str:
-    """SQL condition on one attribute row (columns ``num``/``text``)."""
+    """SQL condition on one attribute value (``num``/``text``: its numeric and string
+    readings, NULL when it is not of that type)."""
     if op == "exists":
         return "1"
     if op == "contains":
@@ -187,20 +190,6 @@ def _value_sql(op: str, value: Any, num: str, text: str, params: list) -> str:
     return f"{text} {_SQL_OPS[op]} ?"
 
 
-def _text_applicable(ops: Sequence) -> bool:
-    """Can a long-text attribute (``attr_text``) satisfy these ops? Only string ones."""
-    for op, value in ops:
-        if op == "exists" or op == "contains":
-            continue
-        if op == "in":
-            if not any(isinstance(v, str) for v in value):
-                return False
-            continue
-        if not isinstance(value, str):
-            return False
-    return True
-
-
 def _intrinsic_sql(cond: Condition, params: list) -> str:
     if cond.key == "duration_ms":
         column = "((end_ns - start_ns) / 1e6)"
@@ -238,32 +227,43 @@ def _intrinsic_sql(cond: Condition, params: list) -> str:
     return " AND ".join(parts) or "1"
 
 
+#: a value's SQL type tests on ``json_each`` columns (booleans count as numbers 1/0)
+_NUM = "CASE WHEN {t}.type IN ('integer', 'real', 'true', 'false') THEN {t}.value END"
+_TEXT = "CASE WHEN {t}.type = 'text' THEN {t}.value END"
+
+
+def _value_rows(key_id: int, column: str, ops: Sequence, params: list) -> str:
+    """SELECT of ``column`` (span or trace ref) for each stored value of the key that
+    satisfies every op: scalar blocks, then each element of array blocks."""
+    selects = []
+    for arrays, alias, source in (
+            (0, "e", "attr_blocks b, json_each(b.data) e"),
+            (1, "a", "attr_blocks b, json_each(b.data) e, json_each(e.value) a")):
+        row_params: list = [key_id]
+        num, text = _NUM.format(t=alias), _TEXT.format(t=alias)
+        row_sql = " AND ".join(_value_sql(op, v, num, text, row_params) for op, v in ops)
+        params.extend(row_params)
+        selects.append(f"SELECT {column} FROM {source} WHERE b.key = ? AND b.arrays = {arrays}"
+                       f" AND {alias}.type NOT IN ('null', 'array', 'object') AND {row_sql}")
+    return " UNION ALL ".join(selects)
+
+
 def condition_sql(cond: Condition, key_id: Optional[int], level: str, params: list) -> str:
     """A SELECT returning trace refs (level 'trace') or span ids (level 'span') for which
     ``cond`` holds. ``key_id`` is None when no span ever had the key."""
-    column = "trace" if level == "trace" else "span"
     if cond.intrinsic:
         where = _intrinsic_sql(cond, params)
         return f"SELECT {'trace' if level == 'trace' else 'id'} FROM spans WHERE {where}"
     universe = "SELECT id FROM traces" if level == "trace" else "SELECT id FROM spans"
+    # a span ref carries its trace ref in its high bits (schema.SPAN_BITS)
+    column = f"CAST(e.key AS INTEGER) >> {SPAN_BITS}" if level == "trace" else "CAST(e.key AS INTEGER)"
     if cond.exists_false:
         if key_id is None:
             return universe
-        params.extend((key_id, key_id))
-        return (f"{universe} EXCEPT SELECT {column} FROM attrs WHERE key = ?"
-                f" EXCEPT SELECT {column} FROM attr_text WHERE key = ?")
+        return f"{universe} EXCEPT SELECT * FROM ({_value_rows(key_id, column, (('exists', True),), params)})"
     if key_id is None:
-        return f"SELECT {column} FROM attrs WHERE 0"
-    row_params: list = [key_id]
-    row_sql = " AND ".join(_value_sql(op, v, "num", "str", row_params) for op, v in cond.ops)
-    params.extend(row_params)
-    sql = f"SELECT {column} FROM attrs WHERE key = ? AND {row_sql}"
-    if _text_applicable(cond.ops):
-        text_params: list = [key_id]
-        text_sql = " AND ".join(_value_sql(op, v, "NULL", "value", text_params) for op, v in cond.ops)
-        params.extend(text_params)
-        sql += f" UNION SELECT {column} FROM attr_text WHERE key = ? AND {text_sql}"
-    return sql
+        return "SELECT id FROM traces WHERE 0"
+    return _value_rows(key_id, column, cond.ops, params)
 
 
 def compile_filters(conditions: Sequence[Condition], key_ids: Mapping[str, Optional[int]], level: str,

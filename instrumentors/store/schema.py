@@ -2,24 +2,30 @@
 
 Why this layout (measured, see ``benchmarks/bench_store.py``):
 
-* ``attrs`` is one ``WITHOUT ROWID`` table clustered by ``(key, span, pos)``. Span ids
-  only grow, so every insert appends at the end of its key's region (a handful of hot
-  pages) instead of landing at a random place of a value index (which measured 3-4x
-  slower to ingest), and a filter on one key scans only that key's rows (a range of
-  the primary key, ~10M rows/s), so a two-filter trace-level query over 1M spans takes
-  tens of milliseconds. Values have typed columns: ``num`` for numbers and booleans
-  (1/0), ``str`` for strings up to :data:`MAX_INDEXED_STRING` characters. Each element
-  of an array attribute is its own row (``pos`` = element index). The exporter has
-  SQLite derive these rows from the span's JSON (``json_each``).
-* Longer strings (captured prompts, completions) go to ``attr_text`` so they do not
-  bloat the clustered table; ``contains``/``eq`` filters look there too.
+* The attribute index is *transposed in blocks*: ``attr_blocks`` holds, per export
+  batch and attribute key, one row whose ``data`` is a JSON object mapping each span
+  ref (decimal) to that span's value, e.g. ``{"2199023255553": 0.42, ...}``. SQLite's
+  per-row cost (about 1 us for any B-tree insert) made one index row per attribute
+  (7-10 per span) the largest part of ingest; a block is ~30 rows per 512-span batch,
+  built by the exporter from the dicts it already holds. A filter on one key reads
+  that key's blocks (index ``attr_blocks_key``) and walks them with ``json_each`` at
+  ~100 ns per value, as fast as the old one-row-per-value range scan. ``arrays`` marks
+  blocks holding array values; each element of an array is matched on its own.
+  Every attribute is indexed, long strings too (``contains`` works on captured
+  text), except the causal fingerprint digests (:data:`exporter.NOT_INDEXED`).
+* Span refs carry their trace: ``spans.id = trace_ref << SPAN_BITS | n`` (n counts the
+  trace's spans), so a value found in a block gives its trace with a shift, without
+  touching ``spans``; trace-level filters stay a scan of one key's blocks.
+* The view ``attrs(key, span, pos, trace, num, str)`` shows the blocks as one row per
+  value (numbers and booleans in ``num``, strings in ``str``) for ad-hoc SQL.
 * ``spans.attributes`` keeps the exact attributes as JSON (types, array order) for
-  ``trace()``/``explain()``; the ``attrs`` rows are the index over it.
+  ``trace()``/``explain()``.
 * ``traces`` is one summary row per trace, upserted per export batch.
 * ``feedback`` is derived from the ``feedback`` spans (the span is the record).
 
 Writers use WAL with a busy timeout, so several processes can export at once; readers
 open the file with ``mode=ro`` so a read can never change or lose stored data.
+A store written by an older schema is refused with a message saying what to do.
 """
 
 from __future__ import annotations
@@ -29,11 +35,12 @@ import sqlite3
 from pathlib import Path
 from typing import Optional
 
-SCHEMA_VERSION = 1
-#: longest string kept in the clustered ``attrs`` index; longer go to ``attr_text``.
+SCHEMA_VERSION = 2
+#: ``spans.id = trace_ref << SPAN_BITS | n``: up to 2**24 spans per trace, 2**39 traces.
+SPAN_BITS = 24
+MAX_SPANS_PER_TRACE = 1 << SPAN_BITS
+#: strings up to this long are "short" (kept only for tests and tools that split on it).
 MAX_INDEXED_STRING = 256
-#: array attributes: elements beyond this many are kept in the JSON only.
-MAX_INDEXED_ARRAY_ELEMENTS = 64
 APPLICATION_ID = 0x494E5354  # "INST": marks the file as ours
 #: ``traces.start_ns`` of a trace that so far holds only feedback spans: feedback
 #: recorded later must not stretch a trace's start/end/duration.
@@ -78,23 +85,24 @@ CREATE TABLE IF NOT EXISTS spans (
     attributes     TEXT NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS spans_trace ON spans(trace, span_id);
-CREATE TABLE IF NOT EXISTS attrs (
-    key   INTEGER NOT NULL,
-    span  INTEGER NOT NULL,
-    pos   INTEGER NOT NULL,
-    trace INTEGER NOT NULL,
-    num   REAL,
-    str   TEXT,
-    PRIMARY KEY (key, span, pos)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS attr_text (
-    key   INTEGER NOT NULL,
-    span  INTEGER NOT NULL,
-    pos   INTEGER NOT NULL,
-    trace INTEGER NOT NULL,
-    value TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS attr_blocks (
+    id     INTEGER PRIMARY KEY,
+    key    INTEGER NOT NULL,
+    arrays INTEGER NOT NULL,
+    data   TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS attr_text_key ON attr_text(key, span);
+CREATE INDEX IF NOT EXISTS attr_blocks_key ON attr_blocks(key, arrays);
+CREATE VIEW IF NOT EXISTS attrs(key, span, pos, trace, num, str) AS
+    SELECT b.key, CAST(e.key AS INTEGER), 0, CAST(e.key AS INTEGER) >> 24,
+           CASE WHEN e.type IN ('integer', 'real', 'true', 'false') THEN e.value END,
+           CASE WHEN e.type = 'text' THEN e.value END
+    FROM attr_blocks b, json_each(b.data) e WHERE b.arrays = 0 AND e.type NOT IN ('null', 'array', 'object')
+    UNION ALL
+    SELECT b.key, CAST(e.key AS INTEGER), a.key, CAST(e.key AS INTEGER) >> 24,
+           CASE WHEN a.type IN ('integer', 'real', 'true', 'false') THEN a.value END,
+           CASE WHEN a.type = 'text' THEN a.value END
+    FROM attr_blocks b, json_each(b.data) e, json_each(CASE WHEN e.type = 'array' THEN e.value ELSE '[]' END) a
+    WHERE b.arrays = 1 AND a.type NOT IN ('null', 'array', 'object');
 CREATE TABLE IF NOT EXISTS events (
     trace      INTEGER NOT NULL,
     span       INTEGER NOT NULL,
@@ -135,7 +143,7 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_trace ON feedback(trace);
 """
 
-REQUIRED_TABLES = ("keys", "resources", "traces", "spans", "attrs", "attr_text", "events", "links", "feedback")
+REQUIRED_TABLES = ("keys", "resources", "traces", "spans", "attr_blocks", "events", "links", "feedback")
 
 
 class StoreError(Exception):
@@ -152,6 +160,16 @@ class StoreCorrupt(StoreError):
 
 class StoreLocked(StoreError):
     pass
+
+
+def version_message(path: str, version: int) -> str:
+    """Why a store of another schema version is refused, and what to do about it."""
+    if version < SCHEMA_VERSION:
+        return (f"{path} is a trace store of an older instrumentors (schema version {version}; this one uses "
+                f"{SCHEMA_VERSION} and does not convert old stores): move the file aside or point "
+                f"INSTRUMENTORS_STORE_PATH / --store to a new file")
+    return (f"{path} is a trace store of a newer instrumentors (schema version {version}; this one understands "
+            f"{SCHEMA_VERSION}): upgrade instrumentors or use another file")
 
 
 def default_path() -> str:
@@ -172,6 +190,9 @@ def connect_writer(path: str, busy_timeout_ms: int = 30_000) -> sqlite3.Connecti
     conn = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False)
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):  # refused before anything (journal mode) is changed
+            raise StoreCorrupt(version_message(path, version))
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":  # pragma: no cover - e.g. a filesystem without shared memory
             raise StoreError(f"cannot switch {path} to WAL mode (got {mode!r})")
@@ -194,9 +215,7 @@ def connect_writer(path: str, busy_timeout_ms: int = 30_000) -> sqlite3.Connecti
                     conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
                     conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 elif version != SCHEMA_VERSION:
-                    raise StoreCorrupt(
-                        f"{path} has trace-store schema version {version}; this instrumentors expects {SCHEMA_VERSION}"
-                    )
+                    raise StoreCorrupt(version_message(path, version))
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -243,6 +262,9 @@ def connect_reader(path: Optional[str] = None, busy_timeout_ms: int = 5_000) -> 
     if version == 0 and not tables:
         conn.close()
         raise StoreCorrupt(f"{path} is empty: no trace store schema (was anything exported to it yet?)")
+    if version != SCHEMA_VERSION and version and "spans" in tables:
+        conn.close()
+        raise StoreCorrupt(version_message(path, version))
     missing = [t for t in REQUIRED_TABLES if t not in tables]
     if missing or version != SCHEMA_VERSION:
         conn.close()

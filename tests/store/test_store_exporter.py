@@ -70,8 +70,8 @@ def test_round_trip_keeps_every_field(store_provider, store_path):
             "SELECT k.name, a.pos, a.num, a.str FROM attrs a JOIN keys k ON k.id = a.key "
             "JOIN spans s ON s.id = a.span WHERE s.name = 'child' ORDER BY k.name, a.pos").fetchall()
         assert rows == [("arr", 0, None, "a"), ("arr", 1, None, "b"), ("b", 0, 1.0, None), ("f", 0, 0.25, None),
-                        ("i", 0, 7.0, None), ("nums", 0, 1.5, None), ("nums", 1, 2.5, None), ("s", 0, None, "text")]
-        assert db.execute("SELECT value FROM attr_text").fetchall() == [(LONG,)]
+                        ("i", 0, 7.0, None), ("long", 0, None, LONG), ("nums", 0, 1.5, None), ("nums", 1, 2.5, None),
+                        ("s", 0, None, "text")]
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         resource = json.loads(db.execute("SELECT attributes FROM resources").fetchone()[0])
         assert resource["service.name"] == "store-tests"
@@ -283,3 +283,78 @@ def test_spans_without_sdk_private_fields_are_exported_too(store_path):
         [root] = store.trace(format(11, "032x"))["roots"]
         assert (root["name"], root["attributes"]) == ("public", {"x": 1, "tags": ["a"]})
         assert store.count({"tags": "a"}) == 1
+
+
+def test_span_refs_carry_their_trace_across_batches(store_path):
+    from instrumentors.store.schema import SPAN_BITS
+
+    exporter = SQLiteSpanExporter(store_path)
+    exporter.export([_span(21, 1, name="root", attrs={"a": 1}), _span(22, 1, name="other", attrs={"a": 5})])
+    exporter.export([_span(21, 2, 1, attrs={"a": 2}), _span(21, 3, 1, attrs={"a": 3})])  # same trace, later batch
+    exporter.shutdown()
+    with _db(store_path) as db:
+        rows = db.execute("SELECT s.id, s.trace, s.span_id FROM spans s ORDER BY s.trace, s.id").fetchall()
+        t21, t22 = (db.execute("SELECT id FROM traces WHERE trace_id = ?", (format(t, "032x"),)).fetchone()[0]
+                    for t in (21, 22))
+        assert rows == [((t21 << SPAN_BITS) | 0, t21, format(1, "016x")), ((t21 << SPAN_BITS) | 1, t21, format(2, "016x")),
+                        ((t21 << SPAN_BITS) | 2, t21, format(3, "016x")), ((t22 << SPAN_BITS) | 0, t22, format(1, "016x"))]
+        # the attrs view derives each value's trace from its span ref
+        assert sorted(db.execute("SELECT span, trace, num FROM attrs").fetchall()) == sorted(
+            (sid, trace, float(n)) for (sid, trace, _), n in zip(rows, (1, 2, 3, 5)))
+    with TraceStore(store_path) as store:
+        assert store.count({"a": {"gte": 2}}) == 2 and store.count({"a": {"gte": 2}}, level="span") == 3
+        assert store.count({"a": 2, "name": "other"}) == 0
+
+
+def test_a_key_with_scalar_and_array_values_in_one_batch(store_path):
+    exporter = SQLiteSpanExporter(store_path)
+    exporter.export([_span(31, 1, name="root", attrs={"k": "a", "n": 1}), _span(31, 2, 1, attrs={"k": ("b", "c")}),
+                     _span(32, 1, name="root", attrs={"k": (), "n": (2, 3)}), _span(33, 1, name="root", attrs={})])
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*), sum(arrays) FROM attr_blocks").fetchone() == (4, 2)
+    with TraceStore(store_path) as store:
+        def traces(filters, level="trace"):
+            return store.count(filters, level=level)
+        assert [traces({"k": v}) for v in ("a", "b", "c", "d")] == [1, 1, 1, 0]
+        assert traces({"k": {"in": ["a", "c"]}}, "span") == 2
+        assert traces({"k": {"exists": True}}) == 1  # an empty array holds no value
+        assert traces({"k": {"exists": False}}) == 2
+        assert traces({"n": {"gt": 1}}) == 1 and traces({"n": {"lte": 1}}) == 1 and traces({"n": 3}) == 1
+
+
+def test_a_store_of_an_older_schema_is_refused_clearly_and_left_untouched(store_path, caplog):
+    from instrumentors.store import StoreCorrupt
+    from instrumentors.store.schema import APPLICATION_ID
+
+    with _db(store_path) as db:
+        db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+        db.execute("PRAGMA user_version=1")
+        db.execute("CREATE TABLE spans (id INTEGER PRIMARY KEY, attributes TEXT)")
+        db.execute("CREATE TABLE attrs (key INTEGER, span INTEGER, num REAL)")
+        db.execute("INSERT INTO spans VALUES (1, '{}')")
+    before = open(store_path, "rb").read()
+    exporter = SQLiteSpanExporter(store_path)
+    with caplog.at_level(logging.WARNING, logger="instrumentors"):
+        assert exporter.export([_span(1, 1)]) == SpanExportResult.FAILURE
+    exporter.shutdown()
+    [report] = [r for r in caplog.records if "internal error in store export" in r.getMessage()]
+    assert "older instrumentors (schema version 1" in str(report.exc_info[1])
+    assert "move the file aside" in str(report.exc_info[1])
+    with pytest.raises(StoreCorrupt, match=r"older instrumentors \(schema version 1; this one uses 2"):
+        TraceStore(store_path)
+    assert open(store_path, "rb").read() == before
+
+
+def test_a_trace_beyond_the_span_limit_fails_open_and_keeps_what_was_stored(store_path, monkeypatch):
+    from instrumentors.store import schema as schema_module
+
+    monkeypatch.setattr(schema_module, "MAX_SPANS_PER_TRACE", 3)
+    exporter = SQLiteSpanExporter(store_path)
+    assert exporter.export([_span(41, 1, name="root"), _span(41, 2, 1)]) == SpanExportResult.SUCCESS
+    assert exporter.export([_span(41, 3, 1), _span(41, 4, 1)]) == SpanExportResult.FAILURE
+    assert exporter.export([_span(41, 3, 1), _span(42, 1, name="next")]) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*) FROM spans").fetchone()[0] == 4
+        assert db.execute("SELECT span_count FROM traces ORDER BY id").fetchall() == [(3,), (1,)]

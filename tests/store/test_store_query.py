@@ -15,7 +15,7 @@ from instrumentors.store import FilterError, StoreCorrupt, StoreNotFound, TraceN
 from instrumentors.store.query import filters_from_where, parse_where
 from instrumentors.store.schema import MAX_INDEXED_STRING
 
-LONG_TEXT = "The refund window is 30 days. " * 20  # > MAX_INDEXED_STRING: stored in attr_text
+LONG_TEXT = "The refund window is 30 days. " * 20  # > MAX_INDEXED_STRING: long text is indexed too
 
 
 @pytest.fixture
