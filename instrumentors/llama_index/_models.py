@@ -226,18 +226,30 @@ class ModelCall:
 
 
 class _LLMStreamObserver(StreamObserver):
-    """Reads each streamed ``ChatResponse``/``CompletionResponse``; finishes on end."""
+    """Streamed ``ChatResponse``/``CompletionResponse`` chunks: each chunk's raw provider
+    payload is read as it passes (ids, finish reasons, the final usage chunk); the text
+    and tool calls, which LlamaIndex accumulates into every chunk, from the last one."""
 
-    __slots__ = ("call", "result")
+    __slots__ = ("call", "result", "last")
 
     def __init__(self, call: ModelCall) -> None:
         self.call = call
         self.result = rd.LLMResult()
+        self.last: Any = None
 
     def on_item(self, item: Any) -> None:
-        self.result.read_response(item, chunk=True)
+        self.last = item
+        raw = getattr(item, "raw", None)
+        if raw is not None:
+            self.result.read_raw(raw)
 
     def on_end(self, ended_by: str, exc: Optional[BaseException]) -> None:
+        try:
+            if self.last is not None:
+                self.result.read_message(self.last)
+                self.result.read_counts(self.last)
+        except Exception as inner:  # noqa: BLE001
+            report_internal_error("llama_index.llm.stream_end", inner)
         self.call.finish_llm(self.result, exc)
 
 

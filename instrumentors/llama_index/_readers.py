@@ -297,24 +297,30 @@ class LLMResult:
             reasoning = g(g(usage, "completion_tokens_details"), "reasoning_tokens")
             self.reasoning_tokens = integer(reasoning) if integer(reasoning) is not None else self.reasoning_tokens
 
-    def read_response(self, response: Any, chunk: bool = False) -> None:
-        """A ``ChatResponse`` / ``CompletionResponse`` (for a stream: each chunk in turn;
-        LlamaIndex accumulates the text so the last chunk holds all of it)."""
+    def read_response(self, response: Any) -> None:
+        """A complete ``ChatResponse`` / ``CompletionResponse``."""
         if response is None:
             return
+        self.read_message(response)
+        self.read_raw(getattr(response, "raw", None))
+        self.read_counts(response)
+
+    def read_message(self, response: Any) -> None:
+        """Text, role and tool calls of a response (for a stream: of its last chunk,
+        LlamaIndex accumulates the text and tool calls into every chunk)."""
         message = getattr(response, "message", None)
         if message is not None:
             self.role = _role(message) or "assistant"
             self.text = message_text(message)
-            calls = tool_calls(message)
-            if calls or not chunk:
-                self.calls = calls
+            self.calls = tool_calls(message)
         else:
             text = getattr(response, "text", None)
             self.text = text if isinstance(text, str) else self.text
-        self.read_raw(getattr(response, "raw", None))
+
+    def read_counts(self, response: Any) -> None:
+        """Token counts integrations copy into ``additional_kwargs`` (llama-index-llms-openai
+        does), used when the raw response did not carry usage."""
         extra = getattr(response, "additional_kwargs", None) or {}
-        # llama-index-llms-openai copies the token counts here; other integrations too.
         if self.input_tokens is None and integer(extra.get("prompt_tokens")):
             self.input_tokens = integer(extra.get("prompt_tokens"))
         if self.output_tokens is None and integer(extra.get("completion_tokens")):

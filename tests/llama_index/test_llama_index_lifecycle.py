@@ -204,7 +204,8 @@ def test_fail_open_when_the_llm_span_cannot_start(li, spans, monkeypatch, caplog
 
 
 def test_fail_open_when_reading_the_response_fails(li, spans, monkeypatch, caplog):
-    monkeypatch.setattr(_readers.LLMResult, "read_response", _broken)
+    monkeypatch.setattr(_readers.LLMResult, "read_message", _broken)
+    monkeypatch.setattr(_readers.LLMResult, "read_raw", _broken)
     llm = SentinelLLM()
     with caplog.at_level(logging.WARNING, logger="instrumentors"):
         result = llm.complete("x")
