@@ -9,8 +9,9 @@ A raw hit count is not enough for precision:
    keys) form a group of which we keep: those in the consumer's own trace (else those of
    the most recent trace, in process scope); then not an output whose producing span is
    the *child* of another member's span (a framework LLM span and the client span inside
-   it both produced the completion: the outer one is linked); then one per span (lowest
-   rank). The others are "present" but not linked.
+   it both produced the completion: the outer one is linked); then only the most recent
+   producing span (a document retrieved twice in one trace links to the retrieval that
+   returned it last); then one per span (lowest rank). The others are "present" but not linked.
 3. **Near duplicates**: candidates are taken best coverage first. A candidate that shares
    keys with an already accepted output *of the same kind* must also be supported by its
    own keys: of its keys not in those outputs, at least ``causal_min_coverage`` must be in
@@ -71,8 +72,13 @@ def _choose_in_group(members: List[Source], trace_id: Optional[int]) -> List[Sou
         local = [s for s in members if s.trace_id == newest.trace_id]
     spans = {s.span_id for s in local}
     outer = [s for s in local if s.parent_span_id not in spans] or local
+    # The same content produced by separate steps (a document retrieved twice): the most
+    # recent producer is the one whose output reached this input.
+    newest_span = max(outer, key=lambda s: s.seq).span_id
     best: Dict[int, Source] = {}
     for s in outer:
+        if s.span_id != newest_span:
+            continue
         kept = best.get(s.span_id)
         if kept is None or (s.rank if s.rank is not None else 1 << 30) < (
                 kept.rank if kept.rank is not None else 1 << 30):

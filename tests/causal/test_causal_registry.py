@@ -77,8 +77,9 @@ def test_process_scope_links_across_traces_preferring_the_newest(tracer, set_con
             again = retrieve(tracer, [("warranty", DOC)], "retrieve again")  # same trace
         consumption = consume([DOC])
     # the consumer's own trace wins over the newer foreign one, and one source per
-    # fingerprint: the first producer of that content in the trace
-    assert [l.context.span_id for l in consumption.links] == [own.get_span_context().span_id]
+    # fingerprint: the most recent producer of that content in the trace (the retrieval
+    # whose output reached this input)
+    assert [l.context.span_id for l in consumption.links] == [again.get_span_context().span_id]
     assert again.get_span_context().span_id != own.get_span_context().span_id
 
 
