@@ -21,6 +21,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
+from . import _config
 from . import _semconv as sc
 
 _log = logging.getLogger("instrumentors")
@@ -119,9 +120,23 @@ def set_attributes(span: Span, attributes: dict) -> None:
 def record_error(span: Span, exc: BaseException) -> None:
     """Mark the span failed with the convention's ``error.type``; the caller re-raises."""
     try:
+        message = str(exc)
+        redact = _config.get_config().redact
+        if redact is not None and message:
+            # An error message can echo user input; the redaction hook sees it like any text.
+            try:
+                message = str(redact(message))
+            except Exception:  # noqa: BLE001 - a broken redactor must not leak the text
+                message = "[redaction failed]"
         span.set_attribute(sc.ERROR_TYPE, type(exc).__qualname__)
-        span.set_status(Status(StatusCode.ERROR, str(exc)[:512] or type(exc).__name__))
-        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, message[:512] or type(exc).__name__))
+        attributes = {"exception.message": message[:4096]}
+        if redact is not None:
+            import traceback
+
+            stack = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            attributes["exception.stacktrace"] = stack.replace(str(exc), message) if str(exc) else stack
+        span.record_exception(exc, attributes=attributes)
     except Exception as inner:  # noqa: BLE001
         report_internal_error("record_error", inner)
 
@@ -257,8 +272,7 @@ class _StreamState:
                 return
             self.done = True
         try:
-            self.span.set_attribute(sc.STREAM_CHUNK_COUNT, self.items)
-            self.span.set_attribute(sc.STREAM_ENDED_BY, ended_by)
+            self.span.set_attributes({sc.STREAM_CHUNK_COUNT: self.items, sc.STREAM_ENDED_BY: ended_by})
             self.observer.on_end(ended_by, exc)
         except Exception as inner:  # noqa: BLE001
             report_internal_error("stream.on_end", inner)

@@ -118,6 +118,7 @@ SCRUBBED_REQUEST_HEADERS = [
 ]
 SCRUBBED_RESPONSE_HEADERS = {
     "set-cookie", "openai-organization", "openai-project", "cookie", "cf-ray", "x-request-id",
+    "authorization", "api-key", "x-api-key",
     "openai-processing-ms", "strict-transport-security", "alt-svc",
 }
 

@@ -283,3 +283,14 @@ def test_broken_redactor_never_leaks(set_config):
     set_config(capture_content=True, redact=broken)
     assert _content.text("secret") == "[redaction failed]"
     assert "secret" not in _content.json_value({"a": "secret"})
+
+
+def test_error_messages_pass_the_redaction_hook(tracer_provider, span_exporter, set_config):
+    set_config(redact=lambda s: s.replace("alice@example.com", "[email]"))
+    span = tracer_provider.get_tracer("t").start_span("call")
+    _spans.end_span(span, ValueError("no account for alice@example.com"))
+    [finished] = span_exporter.get_finished_spans()
+    assert finished.status.description == "no account for [email]"
+    assert finished.events[0].attributes["exception.message"] == "no account for [email]"
+    assert "alice@example.com" not in finished.events[0].attributes["exception.stacktrace"]
+    assert finished.attributes[sc.ERROR_TYPE] == "ValueError"
