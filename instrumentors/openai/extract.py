@@ -19,40 +19,19 @@ import json
 from typing import Any, Optional
 
 from .. import _semconv as sc
+from .._readers import field, integer, number, str_list, tool_definitions
 
 __all__ = ["OPERATIONS", "Operation", "Result", "operation_for"]
 
 
-def _g(obj: Any, key: str) -> Any:
-    """A field of a parsed SDK object or of the same thing as a raw JSON dict."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
+# Shared readers (instrumentors/_readers.py), under the short names this module uses.
+_g = field
+_num = number
+_int = integer
+_str_list = str_list
+_tool_definitions = tool_definitions
 
 _dict_get = dict.get
-
-
-def _num(value: Any) -> Any:
-    """A number usable as an attribute (bools and anything else are dropped)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def _int(value: Any) -> Optional[int]:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _str_list(value: Any) -> Optional[list]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        out = [v for v in value if isinstance(v, str)]
-        return out or None
-    return None
 
 
 def _maybe_json(value: Any) -> Any:
@@ -239,31 +218,6 @@ def _texts_of(content: Any, out: list) -> None:
                 text = _g(part, "text")
                 if isinstance(text, str) and text:
                     out.append(text)
-
-
-def _tool_definitions(tools: Any) -> Optional[list]:
-    """Chat ``tools``/``functions`` and Responses ``tools`` as the convention's definitions."""
-    if not isinstance(tools, (list, tuple)) or not tools:
-        return None
-    out = []
-    for tool in tools:
-        if not isinstance(tool, dict):
-            continue
-        ttype = tool.get("type", "function")
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        if ttype == "function":
-            entry = {"type": "function", "name": fn.get("name")}
-            if fn.get("description") is not None:
-                entry["description"] = fn.get("description")
-            if fn.get("parameters") is not None:
-                entry["parameters"] = fn.get("parameters")
-            out.append(entry)
-        else:
-            entry = {"type": ttype}
-            if tool.get("name") is not None:
-                entry["name"] = tool.get("name")
-            out.append(entry)
-    return out or None
 
 
 def _output_type(fmt: Any) -> Optional[str]:
