@@ -114,6 +114,19 @@ def _classify(cls: type, method: str) -> Optional[str]:
     return None
 
 
+def _may_trace(cls: type) -> bool:
+    """Whether any method of ``cls`` can make a span (most dispatcher calls' classes cannot)."""
+    if _LegacyAgent is not None and issubclass(cls, _LegacyAgent):
+        return True
+    if Workflow is not None and issubclass(cls, Workflow):
+        return True
+    return issubclass(cls, _TRACED_BASES)
+
+
+_TRACED_BASES = (BaseRetriever, BaseQueryEngine, BaseSynthesizer, BaseNodePostprocessor, BaseChatEngine,
+                 BaseTool, StreamingAgentChatResponse)
+
+
 def _argument(bound_args: Any, *names: str) -> Any:
     arguments = getattr(bound_args, "arguments", None) or {}
     for name in names:
@@ -151,10 +164,21 @@ class DispatcherLogic:
     def __init__(self, tel: Telemetry) -> None:
         self.tel = tel
         self._kinds: dict = {}
+        self._types: dict = {}  # class -> whether any of its methods can make a span
 
     # -- classification ------------------------------------------------------------------
     def kind_of(self, instance: Any, span_id: str) -> Optional[str]:
-        if instance is None or len(span_id) <= _UUID_SUFFIX or span_id[-_UUID_SUFFIX] != "-":
+        cls = type(instance)
+        try:
+            if not self._types[cls]:
+                return None  # the common case: one dict look-up, no string work
+        except KeyError:
+            if len(self._types) >= _MAX_CLASSIFIED:
+                self._types.clear()
+            traced = self._types[cls] = instance is not None and _may_trace(cls)
+            if not traced:
+                return None
+        if len(span_id) <= _UUID_SUFFIX or span_id[-_UUID_SUFFIX] != "-":
             return None
         key = (type(instance), span_id[:-_UUID_SUFFIX])  # "Class.method": cheaper than splitting
         try:
@@ -170,26 +194,27 @@ class DispatcherLogic:
     # -- dispatcher callbacks --------------------------------------------------------------
     def enter(self, span_id: str, bound_args: Any, instance: Any, parent_id: Optional[str]) -> None:
         tree = self.tel.tree
-        parent, parent_node, current = tree.resolve(parent_id)
         kind = self.kind_of(instance, span_id)
         if kind is None:
-            tree.add(span_id, Node(parent, current))
+            tree.enter_untraced(span_id, parent_id)
             return
-        if parent_node is not None and parent_node.owner is instance and parent_node.kind == kind:
-            # Untraced call, or a traced object calling itself (FunctionTool.__call__ -> call).
-            tree.add(span_id, Node(parent, current))
+        parent, parent_node, current = tree.resolve(parent_id)
+        if parent_node is not None and parent_node.owner is instance and parent_node.kind == kind \
+                and parent_node.id == parent_id:
+            # A traced object calling itself (FunctionTool.__call__ -> call): no second span.
+            tree.alias(span_id, parent_node)
             return
         if kind == CHAT_WRITER:
             tree.add(span_id, Node(parent, current, kind=kind, owner=instance))
             return
         if not is_instrumentation_enabled():
-            tree.add(span_id, Node(parent, current))
+            tree.alias(span_id, parent_node)
             return
         try:
             span, data = self._start(kind, instance, bound_args, parent)
         except Exception as exc:  # noqa: BLE001 - keep the tree whole: children still find their parent
             report_internal_error("llama_index.start." + kind, exc)
-            tree.add(span_id, Node(parent, current))
+            tree.alias(span_id, parent_node)
             return
         tree.add(span_id, Node(trace.set_span_in_context(span, parent), current, span, kind, instance, data))
 

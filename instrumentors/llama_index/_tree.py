@@ -18,6 +18,14 @@ started (``entered_under``). A child resolves its parent with one identity test:
 
 OTel contexts are immutable, so ``is`` is exact. Nodes are removed when the dispatcher
 span exits; the map also has a hard cap so a span that never exits cannot grow it.
+
+Most dispatcher calls make no span (about 14 per query, 5 spans). They cost no node:
+an untraced call whose parent resolved to a node maps to that same node (an *alias*:
+its children resolve exactly as they would under a node of its own, which would hold
+the same two contexts), and one whose parent did not resolve maps to nothing (its
+children then start in the current context, as they would under a node of its own
+holding the current context twice). :meth:`SpanTree.get` and :meth:`SpanTree.pop`
+return a call's *own* node only, so an alias never lends a span, kind or owner.
 """
 
 from __future__ import annotations
@@ -37,7 +45,7 @@ MAX_OPEN_SPANS = 10_000
 class Node:
     """One open LlamaIndex dispatcher span as we track it."""
 
-    __slots__ = ("ctx", "entered_under", "span", "kind", "owner", "data")
+    __slots__ = ("ctx", "entered_under", "span", "kind", "owner", "data", "id")
 
     def __init__(
         self,
@@ -54,6 +62,7 @@ class Node:
         self.kind = kind  # our classification (see _handler.Kind), None when untraced
         self.owner = owner  # the LlamaIndex object whose method this is (traced nodes only)
         self.data = data  # per-kind state gathered between enter and exit
+        self.id: Optional[str] = None  # the dispatcher span id it was added under
 
 
 class SpanTree:
@@ -68,9 +77,11 @@ class SpanTree:
         return len(self._nodes)
 
     def get(self, span_id: Optional[str]) -> Optional[Node]:
+        """The call's own node (None for an untraced call, even one with an alias)."""
         if span_id is None:
             return None
-        return self._nodes.get(span_id)
+        node = self._nodes.get(span_id)
+        return node if node is not None and node.id == span_id else None
 
     def resolve(self, parent_id: Optional[str]) -> tuple:
         """``(parent context, parent node or None, current context)`` for a call whose
@@ -83,31 +94,57 @@ class SpanTree:
         return current, None, current
 
     def add(self, span_id: str, node: Node) -> None:
+        node.id = span_id
         nodes = self._nodes
         if len(nodes) >= self.max_open:
             self._evict()
         nodes[span_id] = node  # a single dict store: atomic, no lock needed
+
+    def alias(self, span_id: str, parent: Optional[Node]) -> None:
+        """An untraced call whose parent resolved to ``parent`` (None: it did not)."""
+        if parent is None:
+            return
+        nodes = self._nodes
+        if len(nodes) >= self.max_open:
+            self._evict()
+        nodes[span_id] = parent
+
+    def enter_untraced(self, span_id: str, parent_id: Optional[str]) -> None:
+        """:meth:`resolve` and :meth:`alias` for a call that makes no span, in one step."""
+        if parent_id is None:
+            return
+        node = self._nodes.get(parent_id)
+        if node is not None and node.entered_under is otel_context.get_current():
+            nodes = self._nodes
+            if len(nodes) >= self.max_open:
+                self._evict()
+            nodes[span_id] = node
 
     def _evict(self) -> None:
         evicted = []
         with self._lock:
             while len(self._nodes) >= self.max_open:
                 try:
-                    evicted.append(self._nodes.pop(next(iter(self._nodes))))
+                    key = next(iter(self._nodes))
+                    node = self._nodes.pop(key)
                 except (StopIteration, KeyError, RuntimeError):
                     break
+                if node.id == key:  # an alias's node is ended under its own key
+                    evicted.append(node)
         for node in evicted:
             if node.span is not None:
                 # Its dispatcher exit never came (or is very late): end it rather than leak it.
                 end_span(node.span)
 
     def pop(self, span_id: str) -> Optional[Node]:
-        return self._nodes.pop(span_id, None)
+        """Forget the call; its own node (None for an untraced call)."""
+        node = self._nodes.pop(span_id, None)
+        return node if node is not None and node.id == span_id else None
 
     def clear(self) -> None:
         """Forget every node, ending the spans still open (used by uninstrument)."""
         with self._lock:
-            nodes = list(self._nodes.values())
+            nodes = [node for key, node in self._nodes.items() if node.id == key]
             self._nodes.clear()
         for node in nodes:
             if node.span is not None:

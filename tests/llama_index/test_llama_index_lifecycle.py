@@ -314,6 +314,39 @@ def test_span_tree_has_a_hard_cap(li, span_exporter):
     li.instrument()
 
 
+def test_untraced_calls_cost_no_node_and_never_lend_a_span(li, span_exporter):
+    """Dispatcher calls that make no span keep no node of their own: under a traced call
+    they map to its node (so their children still nest under it), at the root to nothing.
+    Looking them up (scopes, events, exit) never yields the traced call's span."""
+    from opentelemetry import trace
+
+    tree = li.session.tel.tree
+    handler = li.session.span_handler
+    engine = build_index().as_query_engine(llm=MockLLM(), similarity_top_k=1)
+    q_id, x_id, y_id = (f"{name}-{i:036d}" for i, name in enumerate(
+        ("RetrieverQueryEngine.query", "Helper.run", "Helper.step")))
+    span_exporter.clear()
+    nodes_before = _live(Node)
+    handler.span_enter(id_="Helper.run-" + "9" * 36, bound_args=None, instance=object())
+    assert len(tree) == 0  # untraced, no parent: nothing kept
+    handler.span_enter(id_=q_id, bound_args=None, instance=engine)
+    handler.span_enter(id_=x_id, bound_args=None, instance=object(), parent_id=q_id)
+    handler.span_enter(id_=y_id, bound_args=None, instance=object(), parent_id=x_id)
+    assert len(tree) == 3 and _live(Node) == nodes_before + 1
+    own = tree.get(q_id)
+    assert own.kind == _handler.QUERY and tree.get(x_id) is None and tree.get(y_id) is None
+    ctx, parent_node, _current = tree.resolve(y_id)  # a child of the innermost untraced call
+    assert parent_node is own and trace.get_current_span(ctx) is own.span
+    handler.span_exit(id_=y_id, bound_args=None, instance=None)
+    handler.span_exit(id_=x_id, bound_args=None, instance=None)
+    assert span_exporter.get_finished_spans() == ()  # exiting the untraced calls ended nothing
+    handler.span_enter(id_=x_id, bound_args=None, instance=object(), parent_id=q_id)
+    li.uninstrument()  # ends the open query span exactly once
+    assert [s.name for s in span_exporter.get_finished_spans()] == ["query RetrieverQueryEngine"]
+    assert len(tree) == 0
+    li.instrument()
+
+
 def test_pending_chat_streams_are_capped_and_collected(li, span_exporter):
     from llama_index.core.chat_engine.types import StreamingAgentChatResponse
 
