@@ -313,8 +313,6 @@ class DispatcherLogic:
 
     def _start_rerank(self, instance: Any, bound_args: Any) -> _Start:
         nodes = list(_argument(bound_args, "nodes") or ())
-        cfg = get_config()
-        entries = rd.documents(nodes, cfg.max_documents, cfg.capture_content)
         attrs = self._base(sc.KIND_RERANKER, instance)
         model = None
         for attr in ("model", "model_name"):
@@ -324,8 +322,7 @@ class DispatcherLogic:
         attrs.update({
             sc.GEN_AI_REQUEST_MODEL: model,
             sc.GEN_AI_REQUEST_TOP_K: rd.integer(getattr(instance, "top_n", None)),
-            sc.RERANK_INPUT_DOCUMENTS: _content.json_value(entries) if cfg.capture_content
-            else _content.bounded_json(entries),
+            sc.RERANK_INPUT_DOCUMENTS: rd.documents_json(nodes, get_config()),
         })
         verb = "rerank" if _is_reranker(instance) else "postprocess"
         return _Start(f"{verb} {type(instance).__name__}", attrs)
@@ -394,10 +391,10 @@ class DispatcherLogic:
     def _finish_retrieve(self, node: Node, result: Any) -> bool:
         nodes = list(result or ())
         cfg = get_config()
-        entries = rd.documents(nodes, cfg.max_documents, cfg.capture_content)
         attrs = rd.score_summary(nodes, node.data)
-        attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS] = _content.json_value(entries) if cfg.capture_content \
-            else _content.bounded_json(entries)
+        documents = rd.documents_json(nodes, cfg)
+        if documents is not None:
+            attrs[sc.GEN_AI_RETRIEVAL_DOCUMENTS] = documents
         node.span.set_attributes(attrs)  # no None values here; one lock for all
         if cfg.causal_links:
             _produce(node.span, rd.produced_documents(nodes))
@@ -406,9 +403,9 @@ class DispatcherLogic:
     def _finish_rerank(self, node: Node, result: Any) -> bool:
         nodes = list(result or ())
         cfg = get_config()
-        entries = rd.documents(nodes, cfg.max_documents, cfg.capture_content)
-        node.span.set_attribute(sc.RERANK_OUTPUT_DOCUMENTS, _content.json_value(entries) if cfg.capture_content
-                                else _content.bounded_json(entries))
+        documents = rd.documents_json(nodes, cfg)
+        if documents is not None:
+            node.span.set_attribute(sc.RERANK_OUTPUT_DOCUMENTS, documents)
         if cfg.causal_links:
             _produce(node.span, rd.produced_documents(nodes))
         return False

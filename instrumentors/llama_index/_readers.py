@@ -16,6 +16,7 @@ import json
 import math
 from typing import Any, Iterable, Optional
 
+from .. import _content
 from .. import _semconv as sc
 from ..causal import Produced
 
@@ -133,6 +134,20 @@ def documents(nodes: Iterable[Any], limit: int, capture: bool) -> list:
                 entry["metadata"] = source
         out.append(entry)
     return out
+
+
+# json.dumps(obj, <options>) builds a JSONEncoder per call; the same encoder, built once,
+# gives the very text ``_content.dumps`` gives.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def documents_json(nodes: Iterable[Any], cfg: Any) -> Optional[str]:
+    """:func:`documents` serialised for a span: ``json_value`` with content capture on
+    (redaction hook, length limit), else the bounded JSON of ids, scores and source keys."""
+    entries = documents(nodes, cfg.max_documents, cfg.capture_content)
+    if cfg.capture_content:
+        return _content.json_value(entries)
+    return _content._bounded(_ENCODER.encode(entries), cfg.max_attribute_length)
 
 
 def score_summary(nodes: list, source: Optional[str] = None) -> dict:

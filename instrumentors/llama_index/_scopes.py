@@ -15,30 +15,42 @@ span instead of beside it.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+import functools
+from typing import Any, Callable, Optional
 
-import wrapt
 from llama_index.core.callbacks.base import CallbackManager
 from llama_index.core.instrumentation.span import active_span_id
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from .._spans import attached, report_internal_error
+from .._spans import report_internal_error
 from ._common import Telemetry
 
 _METHODS = ("as_trace", "event")
+_MARK = "_instrumentors_scope_wrapper"  # set on our wrappers (never wrap twice)
 
 
-class _ScopeWrapper(wrapt.FunctionWrapper):
-    """Marks our wrappers (never wrap twice)."""
+class _Scoped:
+    """``with manager as value:`` with ``ctx`` attached inside it: entered after the
+    manager, detached before it exits (the very token attached, in the same contextvars
+    Context, as ``_spans.attached``). A class rather than a generator context manager:
+    ten of these run per query."""
 
+    __slots__ = ("_manager", "_ctx", "_token")
 
-@contextmanager
-def _scoped(manager: Any, ctx: otel_context.Context) -> Iterator[Any]:
-    with manager as value:
-        with attached(ctx):
-            yield value
+    def __init__(self, manager: Any, ctx: otel_context.Context) -> None:
+        self._manager = manager
+        self._ctx = ctx
+        self._token: Any = None
+
+    def __enter__(self) -> Any:
+        value = self._manager.__enter__()
+        self._token = otel_context.attach(self._ctx)
+        return value
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        otel_context.detach(self._token)
+        return self._manager.__exit__(exc_type, exc, tb)
 
 
 class CallbackScopes:
@@ -57,25 +69,32 @@ class CallbackScopes:
             return None
         return trace.set_span_in_context(node.span, current)
 
-    def _wrapper(self, wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        manager = wrapped(*args, **kwargs)
-        try:
-            ctx = self._context()
-        except Exception as exc:  # noqa: BLE001
-            report_internal_error("llama_index.callback_scope", exc)
-            return manager
-        return manager if ctx is None else _scoped(manager, ctx)
+    def _wrap(self, original: Callable) -> Callable:
+        context = self._context
+
+        @functools.wraps(original)
+        def scoped(*args: Any, **kwargs: Any) -> Any:
+            manager = original(*args, **kwargs)
+            try:
+                ctx = context()
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("llama_index.callback_scope", exc)
+                return manager
+            return manager if ctx is None else _Scoped(manager, ctx)
+
+        setattr(scoped, _MARK, True)
+        return scoped
 
     def install(self) -> None:
         for name in _METHODS:
             original = CallbackManager.__dict__.get(name)
-            if original is None or isinstance(original, _ScopeWrapper):
+            if original is None or getattr(original, _MARK, False) or not callable(original):
                 continue
             self._originals[name] = original
-            setattr(CallbackManager, name, _ScopeWrapper(original, self._wrapper))
+            setattr(CallbackManager, name, self._wrap(original))
 
     def restore(self) -> None:
         for name, original in self._originals.items():
-            if isinstance(CallbackManager.__dict__.get(name), _ScopeWrapper):
+            if getattr(CallbackManager.__dict__.get(name), _MARK, False):
                 setattr(CallbackManager, name, original)
         self._originals.clear()
