@@ -28,7 +28,6 @@ from .._config import get_config
 from .._content import bounded_json, json_value
 from .._spans import (
     StreamObserver,
-    attached,
     context_with_llm_frame,
     current_llm_frame,
     end_span,
@@ -374,12 +373,14 @@ def llm_wrapper(tel: Telemetry, method: str) -> Callable:
             call = _start_llm(tel, instance, method, args, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
+            token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
             try:
-                with attached(call.ctx):
-                    result = await wrapped(*args, **kwargs)
+                result = await wrapped(*args, **kwargs)
             except BaseException as exc:
+                otel_context.detach(token)
                 call.fail(exc)
                 raise
+            otel_context.detach(token)
             return call.llm_done(result, stream, True)
 
         return async_wrapper
@@ -388,12 +389,14 @@ def llm_wrapper(tel: Telemetry, method: str) -> Callable:
         call = _start_llm(tel, instance, method, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
         try:
-            with attached(call.ctx):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            otel_context.detach(token)
             call.fail(exc)
             raise
+        otel_context.detach(token)
         return call.llm_done(result, stream, False)
 
     return wrapper
@@ -405,12 +408,14 @@ def embedding_wrapper(tel: Telemetry, method: str) -> Callable:
             call = _start_embedding(tel, instance, method, args, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
+            token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
             try:
-                with attached(call.ctx):
-                    result = await wrapped(*args, **kwargs)
+                result = await wrapped(*args, **kwargs)
             except BaseException as exc:
+                otel_context.detach(token)
                 call.fail(exc)
                 raise
+            otel_context.detach(token)
             return call.embedding_done(result)
 
         return async_wrapper
@@ -419,12 +424,14 @@ def embedding_wrapper(tel: Telemetry, method: str) -> Callable:
         call = _start_embedding(tel, instance, method, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
         try:
-            with attached(call.ctx):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            otel_context.detach(token)
             call.fail(exc)
             raise
+        otel_context.detach(token)
         return call.embedding_done(result)
 
     return wrapper

@@ -36,8 +36,12 @@ class CurrentStream(TracedStream):
         self._self_ctx = ctx
 
     def __next__(self) -> Any:
-        with attached(self._self_ctx):
+        # ``attached`` inlined (same attach/detach of one token in this frame): once per chunk.
+        token = otel_context.attach(self._self_ctx)
+        try:
             return TracedStream.__next__(self)
+        finally:
+            otel_context.detach(token)
 
     def close(self) -> Any:
         with attached(self._self_ctx):
@@ -53,8 +57,11 @@ class CurrentAsyncStream(TracedAsyncStream):
         self._self_ctx = ctx
 
     async def __anext__(self) -> Any:
-        with attached(self._self_ctx):
+        token = otel_context.attach(self._self_ctx)
+        try:
             return await TracedAsyncStream.__anext__(self)
+        finally:
+            otel_context.detach(token)
 
     async def aclose(self) -> Any:
         with attached(self._self_ctx):
