@@ -97,9 +97,11 @@ def is_node_list(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and all(hasattr(v, "node") and hasattr(v, "score") for v in value)
 
 
-# Metadata keys that locate a document without quoting it: kept with capture off.
+# Metadata keys that locate a document or date it without quoting it (identifiers and
+# dates, never text): kept with capture off, so explain/blame can flag stale documents.
 SOURCE_METADATA_KEYS = ("file_path", "file_name", "file_type", "page_label", "page", "page_number",
-                        "source", "url", "doc_id", "document_id", "ref_doc_id")
+                        "source", "url", "doc_id", "document_id", "ref_doc_id",
+                        "indexed_at", "updated_at", "last_modified", "created_at", "version")
 
 
 def _scalar(value: Any) -> Any:

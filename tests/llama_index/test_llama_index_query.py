@@ -155,6 +155,28 @@ def test_capture_off_leaks_no_text(li, spans, span_exporter):
             assert secret not in blob, (span.name, secret)
 
 
+def test_capture_off_keeps_source_and_freshness_metadata_only(li, spans, span_exporter):
+    """Dates and versions say how fresh a document is, not what it says: they are kept
+    with capture off, in the listed order; text-bearing keys are not."""
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.schema import TextNode
+
+    from li_helpers import KeywordEmbedding
+
+    metadata = {"window": "secret window text", "version": 3, "created_at": "2026-01-02",
+                "last_modified": "2026-11-01T10:00:00Z", "updated_at": "2026-11-02", "summary": "secret summary",
+                "indexed_at": "2026-11-03", "file_name": "france.txt", "tags": ["a"]}
+    node = TextNode(id_="doc-fresh", text="Paris is the capital of France.", metadata=metadata)
+    retriever = VectorStoreIndex([node], embed_model=KeywordEmbedding()).as_retriever(similarity_top_k=1)
+    span_exporter.clear()
+    [got] = retriever.retrieve(QUESTION)
+    documents = spans().one("retrieval SimpleVectorStore").attributes[sc.GEN_AI_RETRIEVAL_DOCUMENTS]
+    assert documents == json.dumps([{"id": "doc-fresh", "score": got.score, "metadata": {
+        "file_name": "france.txt", "indexed_at": "2026-11-03", "updated_at": "2026-11-02",
+        "last_modified": "2026-11-01T10:00:00Z", "created_at": "2026-01-02", "version": 3}}],
+        separators=(",", ":"))
+
+
 def test_redaction_hook_applies_to_documents(li, spans, span_exporter, set_config):
     set_config(capture_content=True, redact=lambda s: s.replace("Paris", "[CITY]"))
     index = build_index()
