@@ -41,6 +41,7 @@ SPAN_BITS = 24
 MAX_SPANS_PER_TRACE = 1 << SPAN_BITS
 #: strings up to this long are "short" (kept only for tests and tools that split on it).
 MAX_INDEXED_STRING = 256
+PAGE_SIZE = 16384
 APPLICATION_ID = 0x494E5354  # "INST": marks the file as ours
 #: ``traces.start_ns`` of a trace that so far holds only feedback spans: feedback
 #: recorded later must not stretch a trace's start/end/duration.
@@ -193,12 +194,17 @@ def connect_writer(path: str, busy_timeout_ms: int = 30_000) -> sqlite3.Connecti
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):  # refused before anything (journal mode) is changed
             raise StoreCorrupt(version_message(path, version))
+        # 16 KiB pages for a new file (no effect on an existing one): a commit writes a
+        # quarter of the WAL frames it would with 4 KiB ones; measured ~10% of ingest.
+        conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":  # pragma: no cover - e.g. a filesystem without shared memory
             raise StoreError(f"cannot switch {path} to WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous=NORMAL")
-        # checkpoint every ~16 MB of WAL instead of 4 MB: fewer, larger copies per commit
-        conn.execute("PRAGMA wal_autocheckpoint=4000")
+        # checkpoint every ~16 MB of WAL instead of the default 1000 pages of 4 KiB: fewer,
+        # larger copies per commit (counted in pages of this file's size)
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        conn.execute(f"PRAGMA wal_autocheckpoint={max(1000, (16 << 20) // page)}")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             conn.execute("BEGIN IMMEDIATE")
