@@ -20,6 +20,9 @@ Why this layout (measured, see ``benchmarks/bench_store.py``):
   value (numbers and booleans in ``num``, strings in ``str``) for ad-hoc SQL.
 * ``spans.attributes`` keeps the exact attributes as JSON (types, array order) for
   ``trace()``/``explain()``.
+* ``links`` are read per trace (``trace()``/``explain()``/``blame()``); they have no
+  index of their own (one on ``document_id`` took random B-tree inserts and no query
+  used it). Document ids are filterable as span attributes.
 * ``traces`` is one summary row per trace, upserted per export batch.
 * ``feedback`` is derived from the ``feedback`` spans (the span is the record).
 
@@ -127,7 +130,6 @@ CREATE TABLE IF NOT EXISTS links (
     attributes      TEXT NOT NULL,
     PRIMARY KEY (trace, span, pos)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS links_document ON links(document_id) WHERE document_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS feedback (
     id             INTEGER PRIMARY KEY,
     trace          INTEGER NOT NULL,
