@@ -8,6 +8,11 @@ instrumented spans carry (one per span the call produces). Reported per call and
 span: microseconds and overhead/floor. Content capture off (the default); rows marked
 "+causal" add the causal-link registry's cost on the same calls.
 
+The floor is a tight loop (hot caches). The same bare spans created *in the same places*
+(around the query engine, retriever, synthesizer, LLM and embedding methods, uninstrumented
+otherwise) cost more amid LlamaIndex's work; rows marked "vs in-situ floor" use that
+figure (streamed LLM/response spans end at return there, so it is a lower bound).
+
     python benchmarks/bench_llama_index.py            # about two minutes
     python benchmarks/bench_llama_index.py --quick    # fewer calls, rougher figures
 """
@@ -15,6 +20,7 @@ span: microseconds and overhead/floor. Content capture off (the default); rows m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gc
 import os
@@ -83,7 +89,7 @@ def _cases() -> dict:
 
 
 def _span_shapes(cases: dict) -> dict:
-    """Attribute count of every span each case produces (the floor gets the same)."""
+    """(name, attribute count) of every span each case produces (the floor gets the same)."""
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
@@ -94,10 +100,50 @@ def _span_shapes(cases: dict) -> dict:
         for name, fn in cases.items():
             exporter.clear()
             fn()
-            shapes[name] = [len(s.attributes) for s in exporter.get_finished_spans()]
+            shapes[name] = [(s.name, len(s.attributes)) for s in exporter.get_finished_spans()]
     finally:
         instrumentor.uninstrument()
     return shapes
+
+
+# method owner, method, prefix of the span our instrumentation makes for it
+_SPAN_SITES = (
+    ("llama_index.core.base.base_query_engine", "BaseQueryEngine", "query", "query "),
+    ("llama_index.core.base.base_retriever", "BaseRetriever", "retrieve", "retrieval "),
+    ("llama_index.core.response_synthesizers.base", "BaseSynthesizer", "synthesize", "synthesize "),
+    ("llama_index.core.llms.mock", "MockLLM", "complete", "text_completion"),
+    ("llama_index.core.llms.mock", "MockLLM", "stream_complete", "text_completion"),
+    ("llama_index.core.base.embeddings.base", "BaseEmbedding", "get_query_embedding", "embeddings "),
+)
+
+
+@contextlib.contextmanager
+def _bare_spans(provider, shape: list):
+    """Uninstrumented LlamaIndex with one bare SDK span around each method our spans
+    cover, current while it runs, with as many attributes as our span for it carries."""
+    import importlib
+
+    tracer = provider.get_tracer("floor")
+    patched = []
+    for module, owner, method, prefix in _SPAN_SITES:
+        counts = [c for span, c in shape if span.startswith(prefix)]
+        if not counts:
+            continue
+        cls = getattr(importlib.import_module(module), owner)
+        original = cls.__dict__[method]
+        attrs = {f"attr.{i}": i for i in range(counts[0])}
+
+        def bare(self, *args, __original=original, __attrs=attrs, **kwargs):
+            with tracer.start_as_current_span("floor", attributes=__attrs):
+                return __original(self, *args, **kwargs)
+
+        setattr(cls, method, bare)
+        patched.append((cls, method, original))
+    try:
+        yield
+    finally:
+        for cls, method, original in patched:
+            setattr(cls, method, original)
 
 
 def _measure(cases: dict, calls: int, rounds: int, causal: bool) -> list:
@@ -109,6 +155,7 @@ def _measure(cases: dict, calls: int, rounds: int, causal: bool) -> list:
     baseline: dict = {name: [] for name in cases}
     instrumented: dict = {name: [] for name in cases}
     floor: dict = {name: [] for name in cases}
+    situ: dict = {name: [] for name in cases}
     try:
         shapes = _span_shapes(cases)
         instrumentor = LlamaIndexInstrumentor()
@@ -123,10 +170,13 @@ def _measure(cases: dict, calls: int, rounds: int, causal: bool) -> list:
                 instrumentor.uninstrument()
             cache: dict = {}
             for name in cases:
-                for count in shapes[name]:
+                for _span, count in shapes[name]:
                     if count not in cache:
                         cache[count] = floor_span_us(provider, count, calls)
-                floor[name].append(sum(cache[c] for c in shapes[name]))
+                floor[name].append(sum(cache[c] for _span, c in shapes[name]))
+            for name, fn in cases.items():
+                with _bare_spans(provider, shapes[name]):
+                    situ[name].append(per_call_us(fn, calls))
     finally:
         _config.set_config(base_cfg)
     suffix = " +causal" if causal else ""
@@ -136,6 +186,8 @@ def _measure(cases: dict, calls: int, rounds: int, causal: bool) -> list:
         instr, base, flo = min(instrumented[name]), min(baseline[name]), min(floor[name])
         rows.append((f"{name}{suffix} [{n} spans]", instr, base, flo))
         rows.append((f"  per span{suffix}", instr / n, base / n, flo / n))
+        in_situ = (min(situ[name]) - base) / n
+        rows.append((f"  vs in-situ floor{suffix}", instr / n, base / n, in_situ))
     return rows
 
 

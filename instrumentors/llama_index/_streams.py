@@ -110,13 +110,14 @@ class ResponseGroup(StreamObserver):
 
     def _finish_one(self, span: Span) -> None:
         try:
-            span.set_attribute(sc.STREAM_CHUNK_COUNT, self.items)
+            attrs: dict = {sc.STREAM_CHUNK_COUNT: self.items}
             if self.ended_by is not None:
-                span.set_attribute(sc.STREAM_ENDED_BY, self.ended_by)
+                attrs[sc.STREAM_ENDED_BY] = self.ended_by
             if self._parts is not None:
                 text = _content.text("".join(self._parts))
                 if text is not None:
-                    span.set_attribute(sc.OUTPUT_VALUE, text)
+                    attrs[sc.OUTPUT_VALUE] = text
+            span.set_attributes(attrs)  # one lock per span
         except Exception as exc:  # noqa: BLE001
             report_internal_error("llama_index.response_stream", exc)
         end_span(span, self.exc)
