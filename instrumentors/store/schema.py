@@ -97,12 +97,12 @@ CREATE TABLE IF NOT EXISTS attr_blocks (
 );
 CREATE INDEX IF NOT EXISTS attr_blocks_key ON attr_blocks(key, arrays);
 CREATE VIEW IF NOT EXISTS attrs(key, span, pos, trace, num, str) AS
-    SELECT b.key, CAST(e.key AS INTEGER), 0, CAST(e.key AS INTEGER) >> 24,
+    SELECT b.key, CAST(e.key AS INTEGER), 0, CAST(e.key AS INTEGER) >> {SPAN_BITS},
            CASE WHEN e.type IN ('integer', 'real', 'true', 'false') THEN e.value END,
            CASE WHEN e.type = 'text' THEN e.value END
     FROM attr_blocks b, json_each(b.data) e WHERE b.arrays = 0 AND e.type NOT IN ('null', 'array', 'object')
     UNION ALL
-    SELECT b.key, CAST(e.key AS INTEGER), a.key, CAST(e.key AS INTEGER) >> 24,
+    SELECT b.key, CAST(e.key AS INTEGER), a.key, CAST(e.key AS INTEGER) >> {SPAN_BITS},
            CASE WHEN a.type IN ('integer', 'real', 'true', 'false') THEN a.value END,
            CASE WHEN a.type = 'text' THEN a.value END
     FROM attr_blocks b, json_each(b.data) e, json_each(CASE WHEN e.type = 'array' THEN e.value ELSE '[]' END) a
@@ -144,7 +144,7 @@ CREATE TABLE IF NOT EXISTS feedback (
     attributes     TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS feedback_trace ON feedback(trace);
-"""
+""".replace("{SPAN_BITS}", str(SPAN_BITS))
 
 REQUIRED_TABLES = ("keys", "resources", "traces", "spans", "attr_blocks", "events", "links", "feedback")
 

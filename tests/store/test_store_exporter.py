@@ -309,16 +309,18 @@ def test_span_refs_carry_their_trace_across_batches(store_path):
 def test_a_key_with_scalar_and_array_values_in_one_batch(store_path):
     exporter = SQLiteSpanExporter(store_path)
     exporter.export([_span(31, 1, name="root", attrs={"k": "a", "n": 1}), _span(31, 2, 1, attrs={"k": ("b", "c")}),
-                     _span(32, 1, name="root", attrs={"k": (), "n": (2, 3)}), _span(33, 1, name="root", attrs={})])
+                     _span(32, 1, name="root", attrs={"k": (), "n": (2, 3)}),
+                     _span(33, 1, name="root", attrs={"k": "x[y]"}), _span(34, 1, name="root", attrs={})])
     exporter.shutdown()
     with _db(store_path) as db:
         assert db.execute("SELECT count(*), sum(arrays) FROM attr_blocks").fetchone() == (4, 2)
     with TraceStore(store_path) as store:
         def traces(filters, level="trace"):
             return store.count(filters, level=level)
-        assert [traces({"k": v}) for v in ("a", "b", "c", "d")] == [1, 1, 1, 0]
+        assert [traces({"k": v}) for v in ("a", "b", "c", "d", "x[y]")] == [1, 1, 1, 0, 1]
         assert traces({"k": {"in": ["a", "c"]}}, "span") == 2
-        assert traces({"k": {"exists": True}}) == 1  # an empty array holds no value
+        assert traces({"k": {"contains": "["}}) == 1
+        assert traces({"k": {"exists": True}}) == 2  # an empty array holds no value
         assert traces({"k": {"exists": False}}) == 2
         assert traces({"n": {"gt": 1}}) == 1 and traces({"n": {"lte": 1}}) == 1 and traces({"n": 3}) == 1
 
