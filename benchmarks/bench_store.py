@@ -228,12 +228,12 @@ def run(total: int, directory: str) -> None:
 
 
 def main() -> None:
+    global BATCH
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="also run the 1M-span case")
     parser.add_argument("--dir", help="where to put the store files (default: a temp dir)")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"spans per export() call (default {BATCH})")
     args = parser.parse_args()
-    global BATCH
     BATCH = args.batch
     directory = args.dir or tempfile.mkdtemp(prefix="bench-store-")
     sizes = [100_000] + ([1_000_000] if args.full else [])
