@@ -19,6 +19,7 @@ from typing import Any, Iterable, Optional
 from .. import _content
 from .. import _semconv as sc
 from ..causal import Produced
+from .._readers import field, integer, number  # noqa: F401 - integer re-exported
 
 SCORE_ORDER = "higher_is_better"  # LlamaIndex scores are similarities (and reranker relevance)
 
@@ -28,23 +29,9 @@ SCORE_ORDER = "higher_is_better"  # LlamaIndex scores are similarities (and rera
 UNKNOWN_ORDER_STORES = frozenset({"FaissVectorStore", "FaissMapVectorStore"})
 
 
-def g(obj: Any, key: str) -> Any:
-    """A field of an SDK object or of the same thing as a dict."""
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(key)
-    return getattr(obj, key, None)
-
-
-def num(value: Any) -> Any:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def integer(value: Any) -> Optional[int]:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+# Shared readers (instrumentors/_readers.py), under the short names this package uses.
+g = field
+num = number
 
 
 # ---------------------------------------------------------------------------------------
