@@ -133,13 +133,6 @@ def _view(span: ReadableSpan) -> tuple:
                 span.instrumentation_scope, span.name, span.events, span.links, _attr_dict(span.attributes))
 
 
-def _span_attributes(span: ReadableSpan) -> dict:
-    raw = getattr(span, "_attributes", None)
-    if raw is None:
-        return _attr_dict(span.attributes)
-    return _attr_dict(raw)
-
-
 def _feedback_row(trace_ref: int, trace_hex: str, span_hex: str, parent_hex: Optional[str],
                   attributes: dict, time_ns: int) -> Optional[tuple]:
     if attributes.get(sc.SPAN_KIND) != sc.KIND_FEEDBACK:
@@ -260,11 +253,11 @@ class SQLiteSpanExporter(SpanExporter):
                 continue
             text = dumps(block)
             if "[" in text:  # maybe arrays (or a bracket inside a string): look closer
-                arrays = {s: v for s, v in block.items() if type(v) in sequences}
+                arrays = {s: v for s, v in block.items() if isinstance(v, sequences)}
                 if arrays:
                     if len(arrays) < len(block):
                         rows.append((key_id(conn, key), 0,
-                                     dumps({s: v for s, v in block.items() if type(v) not in sequences})))
+                                     dumps({s: v for s, v in block.items() if not isinstance(v, sequences)})))
                         text = dumps(arrays)
                     rows.append((key_id(conn, key), 1, text))
                     continue
