@@ -360,3 +360,37 @@ def test_a_trace_beyond_the_span_limit_fails_open_and_keeps_what_was_stored(stor
     with _db(store_path) as db:
         assert db.execute("SELECT count(*) FROM spans").fetchone()[0] == 4
         assert db.execute("SELECT span_count FROM traces ORDER BY id").fetchall() == [(3,), (1,)]
+
+
+def _same_traces_writer(path: str, worker: int, start) -> None:
+    exporter = SQLiteSpanExporter(path, busy_timeout_ms=60_000)
+    start.wait()
+    for rnd in range(5):
+        # every worker writes spans of the same 30 traces, interleaved batch by batch
+        batch = [_span(1000 + t, (worker << 8) | (rnd + 1), attrs={"worker": worker, "round": rnd}) for t in range(30)]
+        assert exporter.export(batch) == SpanExportResult.SUCCESS
+    exporter.shutdown()
+
+
+def test_processes_writing_spans_of_the_same_traces_get_distinct_span_refs(store_path):
+    from instrumentors.store.schema import SPAN_BITS
+
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Event()
+    workers = [ctx.Process(target=_same_traces_writer, args=(store_path, w, start)) for w in range(1, 4)]
+    for p in workers:
+        p.start()
+    start.set()
+    for p in workers:
+        p.join(60)
+    assert [p.exitcode for p in workers] == [0, 0, 0]
+    with _db(store_path) as db:
+        assert db.execute("SELECT count(*), count(DISTINCT id) FROM spans").fetchone() == (450, 450)
+        assert db.execute(f"SELECT count(*) FROM spans WHERE id >> {SPAN_BITS} != trace").fetchone()[0] == 0
+        assert db.execute("SELECT count(*), min(span_count), max(span_count) FROM traces").fetchone() == (30, 15, 15)
+        # each trace's refs are 0..14 after its trace ref
+        assert db.execute(f"SELECT count(*) FROM spans WHERE id - (trace << {SPAN_BITS}) NOT BETWEEN 0 AND 14"
+                          ).fetchone()[0] == 0
+    with TraceStore(store_path) as store:
+        assert store.count({"worker": 2, "round": 4}, level="span") == 30
+        assert store.count({"worker": 2, "round": 4}) == 30
