@@ -30,6 +30,7 @@ import time
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, TraceFlags
 
@@ -123,7 +124,8 @@ def batches(total_spans: int, seed: int = 1):
 
 
 def ingest(path: str, total: int) -> tuple:
-    """(spans, wall seconds, CPU seconds) spent inside export()."""
+    """(spans, wall seconds, CPU seconds) spent inside export(), into a new store."""
+    _remove(path)  # a store left by an interrupted run would turn the batches into duplicates
     exporter = SQLiteSpanExporter(path)
     spent = 0.0
     cpu = 0.0
@@ -137,13 +139,22 @@ def ingest(path: str, total: int) -> tuple:
         if not prepared:
             break
         start, start_cpu = time.perf_counter(), time.process_time()
-        for batch in prepared:
-            exporter.export(batch)
+        results = [exporter.export(batch) for batch in prepared]
         spent += time.perf_counter() - start
         cpu += time.process_time() - start_cpu
+        if any(r is not SpanExportResult.SUCCESS for r in results):
+            # the exporter fails open (reports and returns FAILURE): a failed batch
+            # must not count as ingested
+            raise SystemExit(f"export() failed on {path}; see the error reported above")
         count += sum(len(b) for b in prepared)
     exporter.shutdown()
     return count, spent, cpu
+
+
+def _remove(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.remove(path + suffix)
 
 
 def floor_inserts(directory: str, total: int) -> float:
@@ -165,9 +176,7 @@ def floor_inserts(directory: str, total: int) -> float:
         conn.execute("COMMIT")
     seconds = time.perf_counter() - start
     conn.close()
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    _remove(path)
     return (total // BATCH * BATCH) / seconds
 
 
@@ -222,9 +231,7 @@ def run(total: int, directory: str) -> None:
     print(f"  {'blame() over 5,000 judged traces':36} {seconds * 1000:8.1f} ms   (top: "
           f"{report['findings'][0]['description'][:60] if report['findings'] else '-'}...)")
     store.close()
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
+    _remove(path)
 
 
 def main() -> None:
