@@ -24,9 +24,10 @@ from uuid import UUID
 from langchain_core.callbacks import BaseCallbackHandler
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, set_span_in_context
 
 from .. import _content
+from .._config import get_config
 from .. import _semconv as sc
 from .._metrics import GenAIMetrics
 from .._spans import (
@@ -55,9 +56,9 @@ class Run:
 
     __slots__ = ("span", "ctx", "deferred_inputs")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: Span, ctx: Optional[otel_context.Context] = None) -> None:
         self.span = span
-        self.ctx: Optional[otel_context.Context] = None  # see context()
+        self.ctx = ctx  # see context(); chain and tool runs make it at start
         self.deferred_inputs = False
 
     def context(self) -> otel_context.Context:
@@ -94,10 +95,9 @@ class RetrievalRun(Run):
         self.collector: Any = None
 
 
-def _key(run_id: Any) -> Any:
-    """Run maps are keyed by the UUID's integer: ``UUID.__hash__`` is Python code, an
-    int hashes in C, and the maps are hit several times per run."""
-    return getattr(run_id, "int", run_id)
+# Run maps are keyed by the run id's integer (``getattr(run_id, "int", run_id)``, inline
+# on hot paths): ``UUID.__hash__`` is Python code, an int hashes in C, and the maps are
+# hit several times per run.
 
 
 def _guard(fn):
@@ -119,6 +119,25 @@ def _guard(fn):
     return inner
 
 
+_PLACEHOLDER_INPUT = {"input": ""}
+_NO_INFO: dict = {}  # read-only default
+
+#: (name, span kind) -> the attributes every chain-like span of that runnable carries.
+#: Bounded: cleared when full (names come from code, so it rarely grows past a few dozen).
+_CHAIN_ATTRIBUTES: dict = {}
+_CHAIN_ATTRIBUTES_MAX = 512
+
+
+def _chain_attributes(name: str, kind: str) -> dict:
+    """The shared, never-mutated attribute dict of a chain-like span (the SDK copies it)."""
+    attrs = _CHAIN_ATTRIBUTES.get((name, kind))
+    if attrs is None:
+        if len(_CHAIN_ATTRIBUTES) >= _CHAIN_ATTRIBUTES_MAX:
+            _CHAIN_ATTRIBUTES.clear()
+        attrs = _CHAIN_ATTRIBUTES[(name, kind)] = {sc.SPAN_KIND: kind, sc.LIBRARY: "langchain", sc.COMPONENT: name}
+    return attrs
+
+
 class OTelCallbackHandler(BaseCallbackHandler):
     """Turns LangChain runs into OpenTelemetry spans (see module docstring)."""
 
@@ -134,6 +153,15 @@ class OTelCallbackHandler(BaseCallbackHandler):
         self._runs: dict = {}
         self._lock = threading.Lock()
         self.max_open_runs = MAX_OPEN_RUNS
+
+    # Plain attributes, not the base class's properties: LangChain reads one per event.
+    ignore_llm = False
+    ignore_retry = False
+    ignore_chain = False
+    ignore_agent = False
+    ignore_retriever = False
+    ignore_chat_model = False
+    ignore_custom_event = False
 
     def __repr__(self) -> str:
         return "OTelCallbackHandler()"
@@ -159,12 +187,13 @@ class OTelCallbackHandler(BaseCallbackHandler):
         return len(self._runs)
 
     def get_run(self, run_id: Any) -> Optional[Run]:
-        return self._runs.get(_key(run_id)) if run_id is not None else None
+        return self._runs.get(getattr(run_id, "int", run_id)) if run_id is not None else None
 
     def _put(self, run_id: UUID, run: Run) -> None:
         # dict set/pop are atomic under the GIL; the lock only guards eviction
-        self._runs[_key(run_id)] = run
-        if len(self._runs) <= self.max_open_runs:
+        runs = self._runs
+        runs[getattr(run_id, "int", run_id)] = run
+        if len(runs) <= self.max_open_runs:
             return
         evicted = []
         with self._lock:
@@ -179,52 +208,71 @@ class OTelCallbackHandler(BaseCallbackHandler):
                 end_span(old.span)
 
     def _pop(self, run_id: UUID) -> Optional[Run]:
-        return self._runs.pop(_key(run_id), None)
+        return self._runs.pop(getattr(run_id, "int", run_id), None)
 
     def _parent(self, parent_run_id: Optional[UUID]) -> Optional[otel_context.Context]:
         """The parent run's span (explicit), else None: the caller's current context."""
         if parent_run_id is not None:
-            parent = self._runs.get(_key(parent_run_id))
+            parent = self._runs.get(getattr(parent_run_id, "int", parent_run_id))
             if parent is not None:
-                return parent.context()
+                return parent.ctx or parent.context()
         return None
 
     # chains, runnables, prompts, parsers --------------------------------------------------
-    @_guard
+    # The hot callbacks below inline what ``_guard`` does (an extra frame and a kwargs
+    # re-pack per callback): inactive -> nothing; any exception -> reported, swallowed.
     def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None,
                        tags: Any = None, metadata: Any = None, **kwargs: Any) -> None:
-        name = kwargs.get("name") or readers.class_name(serialized) or "chain"
-        run_type = kwargs.get("run_type")
-        kind = sc.KIND_PROMPT if run_type == "prompt" else sc.KIND_PARSER if run_type == "parser" else sc.KIND_WORKFLOW
-        name = str(name)
-        attrs = {sc.SPAN_KIND: kind, sc.LIBRARY: "langchain", sc.COMPONENT: name}
-        if kind == sc.KIND_PROMPT and serialized:
-            attrs.update(readers.prompt_template_attributes(serialized))
-        # streamed runs start with a placeholder input and report the real one at the end
-        deferred = bool(kwargs.get("defers_inputs")) or (type(inputs) is dict and inputs == {"input": ""})
-        if not deferred and _content.capture_enabled():
-            attrs[sc.INPUT_VALUE] = _content.json_value(readers.to_jsonable(inputs)) or "null"
-        # attrs holds no None value: the SDK is called directly (hot path)
-        span = self.tracer.start_span(name, context=self._parent(parent_run_id), attributes=attrs)
-        run = Run(span)
-        run.deferred_inputs = deferred
-        run.context()  # now, while the run's starting context is current
-        self._put(run_id, run)
+        if not self.active:
+            return
+        try:
+            name = kwargs.get("name") or (readers.class_name(serialized) if serialized else None) or "chain"
+            run_type = kwargs.get("run_type")
+            kind = (sc.KIND_PROMPT if run_type == "prompt" else sc.KIND_PARSER if run_type == "parser"
+                    else sc.KIND_WORKFLOW)
+            if type(name) is not str:
+                name = str(name)
+            attrs = _chain_attributes(name, kind)
+            if kind == sc.KIND_PROMPT and serialized:
+                attrs = {**attrs, **readers.prompt_template_attributes(serialized)}
+            # streamed runs start with a placeholder input and report the real one at the end
+            deferred = bool(kwargs.get("defers_inputs")) or (type(inputs) is dict and inputs == _PLACEHOLDER_INPUT)
+            if not deferred and get_config().capture_content:
+                attrs = {**attrs, sc.INPUT_VALUE: _content.json_value(readers.to_jsonable(inputs)) or "null"}
+            parent = None
+            if parent_run_id is not None:
+                parent_run = self._runs.get(getattr(parent_run_id, "int", parent_run_id))
+                if parent_run is not None:
+                    parent = parent_run.ctx or parent_run.context()
+            # attrs holds no None value: the SDK is called directly (hot path)
+            span = self.tracer.start_span(name, context=parent, attributes=attrs)
+            # the run's context, made now while the run's starting context is current
+            run = Run(span, set_span_in_context(span))
+            run.deferred_inputs = deferred
+            self._put(run_id, run)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_chain_start", exc)
 
-    @_guard
     def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._pop(run_id)
+        if not self.active:
+            return
+        run = self._runs.pop(getattr(run_id, "int", run_id), None)
         if run is None:
             return
-        if _content.capture_enabled():
-            try:
+        span = run.span
+        try:
+            if get_config().capture_content:
                 inputs = kwargs.get("inputs")
                 if run.deferred_inputs and inputs is not None:
-                    run.span.set_attribute(sc.INPUT_VALUE, _content.json_value(readers.to_jsonable(inputs)) or "null")
-                run.span.set_attribute(sc.OUTPUT_VALUE, _content.json_value(readers.to_jsonable(outputs)) or "null")
-            except Exception as exc:  # noqa: BLE001
-                report_internal_error("langchain.chain_end", exc)
-        end_span(run.span)
+                    span.set_attribute(sc.INPUT_VALUE, _content.json_value(readers.to_jsonable(inputs)) or "null")
+                span.set_attribute(sc.OUTPUT_VALUE, _content.json_value(readers.to_jsonable(outputs)) or "null")
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.chain_end", exc)
+        try:
+            if span.is_recording():
+                span.end()
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_chain_end", exc)
 
     @_guard
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -233,36 +281,44 @@ class OTelCallbackHandler(BaseCallbackHandler):
             end_span(run.span, None if isinstance(error, GeneratorExit) else error)
 
     # chat models and LLMs -------------------------------------------------------------------
-    @_guard
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
                             parent_run_id: Optional[UUID] = None, tags: Any = None, metadata: Any = None,
                             **kwargs: Any) -> None:
-        message_list = list(messages[0]) if messages else []
-        self._start_llm(sc.OP_CHAT, serialized, message_list, None, run_id, parent_run_id, metadata, kwargs)
+        if not self.active:
+            return
+        try:
+            message_list = list(messages[0]) if messages else []
+            self._start_llm(sc.OP_CHAT, serialized, message_list, None, run_id, parent_run_id, metadata, kwargs)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_chat_model_start", exc)
 
-    @_guard
     def on_llm_start(self, serialized: Any, prompts: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None,
                      tags: Any = None, metadata: Any = None, **kwargs: Any) -> None:
-        self._start_llm(sc.OP_TEXT_COMPLETION, serialized, None, list(prompts or ()), run_id, parent_run_id,
-                        metadata, kwargs)
+        if not self.active:
+            return
+        try:
+            self._start_llm(sc.OP_TEXT_COMPLETION, serialized, None, list(prompts or ()), run_id, parent_run_id,
+                            metadata, kwargs)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_llm_start", exc)
 
     def _start_llm(self, operation: str, serialized: Any, messages: Optional[list], prompts: Optional[list],
                    run_id: UUID, parent_run_id: Optional[UUID], metadata: Any, kwargs: dict) -> None:
+        cfg = get_config()
         params = kwargs.get("invocation_params") or {}
         options = kwargs.get("options") or {}
         cls = readers.class_name(serialized)
         pending = claim_pending(KIND_LLM)
         attrs = readers.request_attributes(params, options, metadata)
-        attrs.update({
-            sc.GEN_AI_OPERATION_NAME: operation,
-            sc.GEN_AI_PROVIDER_NAME: readers.provider_name(cls, metadata),
-            sc.SPAN_KIND: sc.KIND_LLM,
-            sc.LIBRARY: "langchain",
-            sc.COMPONENT: cls,
-        })
+        provider = readers.provider_name(cls, metadata)
+        attrs[sc.GEN_AI_OPERATION_NAME] = operation
+        attrs[sc.GEN_AI_PROVIDER_NAME] = provider
+        attrs[sc.SPAN_KIND] = sc.KIND_LLM
+        attrs[sc.LIBRARY] = "langchain"
+        attrs[sc.COMPONENT] = cls
         stream = bool(pending is not None and pending.info.get("stream"))
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream or params.get("stream") is True
-        if _content.capture_enabled():
+        if cfg.capture_content:
             if messages is not None:
                 value = [readers.message_json(m) for m in messages]
             else:
@@ -270,7 +326,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
             attrs[sc.GEN_AI_INPUT_MESSAGES] = _content.json_value(value)
         parent = self._parent(parent_run_id)
         links = None
-        if _causal.enabled():
+        if cfg.causal_links:
             texts = (readers.message_texts(messages) if messages is not None
                      else [p for p in prompts or () if isinstance(p, str) and p])
             links = _causal.consume(texts, parent, attrs)
@@ -279,29 +335,37 @@ class OTelCallbackHandler(BaseCallbackHandler):
         span = start_span(self.tracer, name, kind=SpanKind.CLIENT, attributes=attrs, links=links, parent=parent)
         run = LLMRun(span)
         run.stream = stream
-        run.metric_attrs = {k: attrs.get(k) for k in (sc.GEN_AI_OPERATION_NAME, sc.GEN_AI_PROVIDER_NAME,
-                                                       sc.GEN_AI_REQUEST_MODEL)}
+        run.metric_attrs = {sc.GEN_AI_OPERATION_NAME: operation, sc.GEN_AI_PROVIDER_NAME: provider,
+                            sc.GEN_AI_REQUEST_MODEL: model}
         if pending is not None:
             pending.span = span
             if pending.frame is not None:
                 run.frames.append(pending.frame)
         self._put(run_id, run)
 
-    @_guard
     def on_llm_new_token(self, token: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._runs.get(_key(run_id))
-        if not isinstance(run, LLMRun):
+        if not self.active:
             return
-        if run.first_chunk is None:
-            run.first_chunk = time.monotonic()
-            run.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, run.first_chunk - run.start)
+        run = self._runs.get(getattr(run_id, "int", run_id))
+        if run is None or run.__class__ is not LLMRun:
+            return
         run.chunks += 1
+        if run.first_chunk is None:
+            try:
+                run.first_chunk = time.monotonic()
+                run.span.set_attribute(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, run.first_chunk - run.start)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("langchain.on_llm_new_token", exc)
 
-    @_guard
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._pop(run_id)
+        if not self.active:
+            return
+        run = self._runs.pop(getattr(run_id, "int", run_id), None)
         if run is not None:
-            self._finish_llm(run, response, None)
+            try:
+                self._finish_llm(run, response, None)
+            except Exception as exc:  # noqa: BLE001
+                report_internal_error("langchain.on_llm_end", exc)
 
     @_guard
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
@@ -320,8 +384,9 @@ class OTelCallbackHandler(BaseCallbackHandler):
         try:
             attrs: dict = {}
             if response is not None:
-                capture = _content.capture_enabled()
-                causal_on = _causal.enabled()
+                cfg = get_config()
+                capture = cfg.capture_content
+                causal_on = cfg.causal_links
                 outcome = readers.read_llm_result(response, keep_messages=capture, keep_texts=causal_on)
                 input_tokens, output_tokens = outcome.input_tokens, outcome.output_tokens
                 response_model = outcome.attributes.get(sc.GEN_AI_RESPONSE_MODEL)
@@ -351,30 +416,41 @@ class OTelCallbackHandler(BaseCallbackHandler):
         end_span(span, None if error is None or closed else error)
 
     # retrievers -----------------------------------------------------------------------------
-    @_guard
     def on_retriever_start(self, serialized: Any, query: Any, *, run_id: UUID,
                            parent_run_id: Optional[UUID] = None, tags: Any = None, metadata: Any = None,
                            **kwargs: Any) -> None:
-        pending = claim_pending(KIND_RETRIEVER)
-        info = pending.info if pending is not None else {}
-        component = kwargs.get("name") or readers.class_name(serialized) or "retriever"
-        data_source = (info.get("data_source") or (metadata or {}).get("ls_vector_store_provider") or component)
-        span = retrieval.start_retrieval(self.tracer, str(data_source), str(component), query, info.get("top_k"),
-                                         parent=self._parent(parent_run_id), source_id=info.get("source_id"))
-        run = RetrievalRun(span)
-        if pending is not None:
-            pending.span = span
-            run.collector = info.get("collector")
-        self._put(run_id, run)
+        if not self.active:
+            return
+        try:
+            pending = claim_pending(KIND_RETRIEVER)
+            info = pending.info if pending is not None else _NO_INFO
+            component = kwargs.get("name") or readers.class_name(serialized) or "retriever"
+            data_source = (info.get("data_source") or (metadata or _NO_INFO).get("ls_vector_store_provider")
+                           or component)
+            span = retrieval.start_retrieval(self.tracer, str(data_source), str(component), query, info.get("top_k"),
+                                             parent=self._parent(parent_run_id), source_id=info.get("source_id"))
+            run = RetrievalRun(span)
+            if pending is not None:
+                pending.span = span
+                run.collector = info.get("collector")
+            self._put(run_id, run)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_retriever_start", exc)
 
-    @_guard
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._pop(run_id)
+        if not self.active:
+            return
+        run = self._runs.pop(getattr(run_id, "int", run_id), None)
         if run is None:
             return
-        docs = list(documents or ())
-        collector = run.collector if isinstance(run, RetrievalRun) else None
-        scores, order = retrieval.scores_for(docs, collector)
+        try:
+            docs = list(documents or ())
+            collector = run.collector if isinstance(run, RetrievalRun) else None
+            scores, order = retrieval.scores_for(docs, collector)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_retriever_end", exc)
+            end_span(run.span)
+            return
         retrieval.finish_retrieval(run.span, docs, scores, order)
 
     @_guard
@@ -384,9 +460,18 @@ class OTelCallbackHandler(BaseCallbackHandler):
             end_span(run.span, error)
 
     # tools ------------------------------------------------------------------------------------
-    @_guard
     def on_tool_start(self, serialized: Any, input_str: Any, *, run_id: UUID, parent_run_id: Optional[UUID] = None,
                       tags: Any = None, metadata: Any = None, inputs: Any = None, **kwargs: Any) -> None:
+        if not self.active:
+            return
+        try:
+            self._start_tool(serialized, input_str, run_id, parent_run_id, inputs, kwargs)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.on_tool_start", exc)
+
+    def _start_tool(self, serialized: Any, input_str: Any, run_id: UUID, parent_run_id: Optional[UUID],
+                    inputs: Any, kwargs: dict) -> None:
+        cfg = get_config()
         serialized = serialized if isinstance(serialized, dict) else {}
         name = serialized.get("name") or kwargs.get("name") or "tool"
         description = serialized.get("description")
@@ -402,25 +487,25 @@ class OTelCallbackHandler(BaseCallbackHandler):
             sc.LIBRARY: "langchain",
             sc.COMPONENT: str(name),
         }
-        if _content.capture_enabled():
+        if cfg.capture_content:
             attrs[sc.GEN_AI_TOOL_CALL_ARGUMENTS] = (_content.json_value(inputs) if isinstance(inputs, dict)
                                                     else _content.text(args_text))
         parent = self._parent(parent_run_id)
-        links = _causal.consume([args_text], parent, attrs) if args_text and _causal.enabled() else None
+        links = _causal.consume([args_text], parent, attrs) if args_text and cfg.causal_links else None
         span = start_span(self.tracer, f"{sc.OP_EXECUTE_TOOL} {name}", attributes=attrs, links=links, parent=parent)
-        run = Run(span)
-        run.context()
-        self._put(run_id, run)
+        self._put(run_id, Run(span, set_span_in_context(span)))
 
-    @_guard
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        run = self._pop(run_id)
+        if not self.active:
+            return
+        run = self._runs.pop(getattr(run_id, "int", run_id), None)
         if run is None:
             return
         try:
-            if _content.capture_enabled() or _causal.enabled():
+            cfg = get_config()
+            if cfg.capture_content or cfg.causal_links:
                 text = readers.result_text(output)
-                if _content.capture_enabled():
+                if cfg.capture_content:
                     run.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _content.text(text) or "")
                 if text:
                     _causal.produce(run.span, lambda: [_causal.Produced(text=text, kind="tool_result")])
@@ -443,6 +528,11 @@ def context_for_config(config: Any) -> Optional[otel_context.Context]:
     (``callbacks.parent_run_id``), or None if that run is not ours."""
     if not HANDLER.active or not isinstance(config, dict):
         return None
-    run = HANDLER.get_run(getattr(config.get("callbacks"), "parent_run_id", None))
-    return run.context() if run is not None else None
+    parent_run_id = getattr(config.get("callbacks"), "parent_run_id", None)
+    if parent_run_id is None:
+        return None
+    run = HANDLER._runs.get(getattr(parent_run_id, "int", parent_run_id))
+    if run is None:
+        return None
+    return run.ctx or run.context()
 

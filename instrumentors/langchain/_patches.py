@@ -16,6 +16,8 @@ Every wrapper fails open and is a pass-through while the handler is inactive.
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import inspect
 import sys
 import threading
@@ -30,7 +32,6 @@ from opentelemetry.trace import SpanKind
 from .. import _semconv as sc
 from .._metrics import GenAIMetrics
 from .._spans import (
-    attached,
     context_with_llm_frame,
     current_llm_frame,
     end_span,
@@ -53,6 +54,9 @@ from ._handler import HANDLER, LLMRun, context_for_config
 
 EMBEDDING_KEY = otel_context.create_key("instrumentors.langchain.embedding")
 
+_attach = otel_context.attach
+_detach = otel_context.detach
+
 
 class LCWrapper(wrapt.FunctionWrapper):
     """Marks our wrappers so we never wrap twice and only ever unwrap our own."""
@@ -63,16 +67,13 @@ class LCWrapper(wrapt.FunctionWrapper):
 # ---------------------------------------------------------------------------------------
 
 
-class _HandlerVar:
-    """Duck-typed ContextVar for LangChain's configure hooks: ``get()`` is our handler
-    while instrumented. A real ContextVar would not be visible in threads started
-    without a copied context; this is."""
-
-    def get(self, default: Any = None) -> Any:
-        return HANDLER if HANDLER.active else None
-
-
-_HANDLER_VAR = _HandlerVar()
+#: The "context variable" of LangChain's configure hook (``get()`` -> handler to add).
+#: Never set: its *default* is our handler, so ``get()`` returns it in every thread and
+#: context (a value set with ``set()`` would not be visible in threads started without a
+#: copied context), and it is a C call (LangChain calls it on every manager configure).
+#: The hook is only in LangChain's list while instrumented; a manager configured in the
+#: instant between ``deactivate()`` and the hook's removal holds an inactive no-op handler.
+_HANDLER_VAR: contextvars.ContextVar = contextvars.ContextVar("instrumentors_langchain_handler", default=HANDLER)
 
 
 def _install_hook() -> None:
@@ -93,14 +94,28 @@ def _remove_hook() -> None:
 # ---------------------------------------------------------------------------------------
 
 
-def _set_config_context_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    cm = wrapped(*args, **kwargs)
-    try:
-        run_ctx = context_for_config(args[0] if args else kwargs.get("config"))
-    except Exception as exc:  # noqa: BLE001
-        report_internal_error("langchain.set_config_context", exc)
-        return cm
-    return cm if run_ctx is None else SpanInConfigContext(cm, run_ctx)
+def _wrap_set_config_context(original: Callable) -> Callable:
+    """``set_config_context`` runs around every LCEL step: a plain function (no wrapt
+    layer, no args/kwargs re-pack) whose result makes the parent run's span current."""
+
+    @functools.wraps(original)
+    def set_config_context(*args: Any, **kwargs: Any) -> Any:
+        cm = original(*args, **kwargs)
+        if not HANDLER.active:
+            return cm
+        try:
+            run_ctx = context_for_config(args[0] if args else kwargs.get("config"))
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.set_config_context", exc)
+            return cm
+        return cm if run_ctx is None else SpanInConfigContext(cm, run_ctx)
+
+    set_config_context._instrumentors_wrapper = True  # type: ignore[attr-defined]
+    return set_config_context
+
+
+def _is_our_set_config_context(fn: Any) -> bool:
+    return getattr(fn, "_instrumentors_wrapper", False) is True
 
 
 def _llm_context(run_manager: Any) -> Optional[otel_context.Context]:
@@ -129,16 +144,22 @@ def _generate_with_cache(wrapped: Callable, instance: Any, args: tuple, kwargs: 
     ctx = _llm_context(_arg(args, kwargs, 2, "run_manager"))
     if ctx is None:
         return wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)  # attach and detach in this one frame (``attached``, inlined: hot path)
+    try:
         return wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 async def _agenerate_with_cache(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     ctx = _llm_context(_arg(args, kwargs, 2, "run_manager"))
     if ctx is None:
         return await wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)
+    try:
         return await wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 def _first(managers: Any) -> Any:
@@ -149,16 +170,22 @@ def _generate_helper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict
     ctx = _llm_context(_first(_arg(args, kwargs, 2, "run_managers")))
     if ctx is None:
         return wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)  # attach and detach in this one frame (``attached``, inlined: hot path)
+    try:
         return wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 async def _agenerate_helper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     ctx = _llm_context(_first(_arg(args, kwargs, 2, "run_managers")))
     if ctx is None:
         return await wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)
+    try:
         return await wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 def _stream(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -210,16 +237,22 @@ def _retriever_invoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dic
     ctx = _retriever_context(instance, kwargs)
     if ctx is None:
         return wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)
+    try:
         return wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 async def _retriever_ainvoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     ctx = _retriever_context(instance, kwargs)
     if ctx is None:
         return await wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)
+    try:
         return await wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 def _tool_context(kwargs: dict) -> Optional[otel_context.Context]:
@@ -232,16 +265,22 @@ def _tool_run(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> An
     ctx = _tool_context(kwargs)
     if ctx is None:
         return wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)
+    try:
         return wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 async def _tool_arun(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
     ctx = _tool_context(kwargs)
     if ctx is None:
         return await wrapped(*args, **kwargs)
-    with attached(ctx):
+    token = _attach(ctx)
+    try:
         return await wrapped(*args, **kwargs)
+    finally:
+        _detach(token)
 
 
 # ---------------------------------------------------------------------------------------
@@ -328,12 +367,14 @@ def _vector_store_wrapper(scored: Optional[str], makes_span: bool, is_async: boo
             span, ctx, collector = _start_vector_search(instance, args, kwargs)
             if span is None:
                 return await wrapped(*args, **kwargs)
+            token = _attach(ctx)
             try:
-                with attached(ctx):
-                    result = await wrapped(*args, **kwargs)
+                result = await wrapped(*args, **kwargs)
             except BaseException as exc:
                 end_span(span, exc)
                 raise
+            finally:
+                _detach(token)
             _finish_vector_search(span, result, scored, instance, collector)
             return result
 
@@ -350,12 +391,14 @@ def _vector_store_wrapper(scored: Optional[str], makes_span: bool, is_async: boo
         span, ctx, collector = _start_vector_search(instance, args, kwargs)
         if span is None:
             return wrapped(*args, **kwargs)
+        token = _attach(ctx)
         try:
-            with attached(ctx):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
             end_span(span, exc)
             raise
+        finally:
+            _detach(token)
         _finish_vector_search(span, result, scored, instance, collector)
         return result
 
@@ -427,12 +470,14 @@ def _embedding_wrapper(single: bool, is_async: bool) -> Callable:
             span, ctx = _start_embedding(instance)
             if span is None:
                 return await wrapped(*args, **kwargs)
+            token = _attach(ctx)
             try:
-                with attached(ctx):
-                    result = await wrapped(*args, **kwargs)
+                result = await wrapped(*args, **kwargs)
             except BaseException as exc:
                 end_span(span, exc)
                 raise
+            finally:
+                _detach(token)
             _finish_embedding(span, result, single)
             return result
 
@@ -444,12 +489,14 @@ def _embedding_wrapper(single: bool, is_async: bool) -> Callable:
         span, ctx = _start_embedding(instance)
         if span is None:
             return wrapped(*args, **kwargs)
+        token = _attach(ctx)
         try:
-            with attached(ctx):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
             end_span(span, exc)
             raise
+        finally:
+            _detach(token)
         _finish_embedding(span, result, single)
         return result
 
@@ -575,9 +622,9 @@ def _patch_set_config_context() -> None:
     original = config_module.__dict__.get("set_config_context")
     if original is None:
         return
-    if isinstance(original, LCWrapper):
+    if _is_our_set_config_context(original):
         original = original.__wrapped__
-    wrapper = LCWrapper(original, _set_config_context_wrapper)
+    wrapper = _wrap_set_config_context(original)
     for name, module in list(sys.modules.items()):
         if module is None or not name.startswith(("langchain", "langgraph")):
             continue
@@ -635,7 +682,7 @@ def uninstrument() -> None:
             setattr(owner, name, original)
     _method_records.clear()
     for module, original in reversed(_module_records):
-        if isinstance(module.__dict__.get("set_config_context"), LCWrapper):
+        if _is_our_set_config_context(module.__dict__.get("set_config_context")):
             setattr(module, "set_config_context", original)
     _module_records.clear()
     VECTOR_STORES.uninstall()
