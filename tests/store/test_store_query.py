@@ -259,3 +259,32 @@ def test_time_window(dataset, store_path):
         assert _labels(store.query(None, limit=None, until=t0 + 15), dataset) == ["A", "B"]
         assert _labels(store.query({"model": "m1"}, limit=None, since=t0 + 5, until=t0 + 25), dataset) == ["C"]
         assert [s["name"] for s in store.query({"model": "m1"}, level="span", since=t0 + 15)] == ["retrieval"]
+
+
+def test_numbers_and_strings_of_one_key_never_match_each_others_comparisons(store_path):
+    """Mixed types under one key (the store types values by SQLite's ordering of numbers
+    before strings): expectations checked against the previous one-row-per-value index."""
+    from opentelemetry.sdk.trace import ReadableSpan
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from instrumentors.store import SQLiteSpanExporter
+
+    values = {1: 5, 2: "abc", 3: 0.5, 4: "10", 5: True, 6: ("z", 7), 7: (3.5, "a"), 8: False, 9: "", 10: ("", 0)}
+    exporter = SQLiteSpanExporter(store_path)
+    exporter.export([ReadableSpan("s", SpanContext(t, 1, False, TraceFlags(1)), None, attributes={"v": v},
+                                  start_time=t, end_time=t + 1) for t, v in values.items()])
+    exporter.shutdown()
+    cases = [
+        ({"gt": 1}, [1, 6, 7]), ({"gte": 1}, [1, 5, 6, 7]), ({"lt": 1}, [3, 8, 10]), ({"lte": 1}, [3, 5, 8, 10]),
+        ({"gt": "a"}, [2, 6]), ({"gte": "a"}, [2, 6, 7]), ({"lt": "b"}, [2, 4, 7, 9, 10]), ({"lte": "10"}, [4, 9, 10]),
+        ({"lt": ""}, []), ({"gte": ""}, [2, 4, 6, 7, 9, 10]), ({"contains": "5"}, []), ({"contains": "b"}, [2]),
+        ({"contains": ""}, [2, 4, 6, 7, 9, 10]), ({"eq": 10}, [4]), ({"eq": 1}, [5]), ({"eq": 0}, [8, 10]),
+        ({"ne": 5}, [2, 3, 4, 5, 6, 7, 8, 9, 10]), ({"in": [0.5, "abc", 7]}, [2, 3, 6]), ({"in": [True, "z"]}, [5, 6]),
+        ({"eq": True}, [5]), ({"ne": True}, [1, 2, 3, 4, 6, 7, 8, 9, 10]), ({"eq": False}, [8, 10]),
+        ({"ne": "abc"}, [1, 3, 4, 5, 6, 7, 8, 9, 10]), ({"exists": True}, list(values)), ({"exists": False}, []),
+        ({"eq": ""}, [9, 10]), ({"gte": 0.5, "lt": 5}, [3, 5, 7]),
+    ]
+    with TraceStore(store_path) as store:
+        for spec, expected in cases:
+            found = sorted(int(r["trace_id"], 16) for r in store.query({"v": spec}, limit=None))
+            assert (spec, found) == (spec, expected)
