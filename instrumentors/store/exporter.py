@@ -435,11 +435,15 @@ class SQLiteSpanExporter(SpanExporter):
                 for pos, link in enumerate(links):
                     lattrs = _attr_dict(link.attributes)
                     lctx = link.context
+                    linked_trace = lctx.trace_id
+                    linked_hex = trace_hexes.get(linked_trace)  # most links stay in their trace
+                    if linked_hex is None:
+                        linked_hex = "%032x" % linked_trace
                     score = lattrs.get(link_score_key)
                     coverage = lattrs.get(link_coverage_key)
                     doc = lattrs.get(link_doc_key)
                     link_rows.append((
-                        tref, sid, pos, "%032x" % lctx.trace_id, "%016x" % lctx.span_id,
+                        tref, sid, pos, linked_hex, "%016x" % lctx.span_id,
                         lattrs.get(link_type_key),
                         str(doc) if doc is not None else None,
                         lattrs.get(link_source_key),
