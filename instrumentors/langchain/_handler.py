@@ -193,8 +193,11 @@ class OTelCallbackHandler(BaseCallbackHandler):
         # dict set/pop are atomic under the GIL; the lock only guards eviction
         runs = self._runs
         runs[getattr(run_id, "int", run_id)] = run
-        if len(runs) <= self.max_open_runs:
-            return
+        if len(runs) > self.max_open_runs:
+            self._evict()
+
+    def _evict(self) -> None:
+        """Oldest runs first, down to the bound; their spans end (marked by an internal error)."""
         evicted = []
         with self._lock:
             while len(self._runs) > self.max_open_runs:
@@ -232,7 +235,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
                     else sc.KIND_WORKFLOW)
             if type(name) is not str:
                 name = str(name)
-            attrs = _chain_attributes(name, kind)
+            attrs = _CHAIN_ATTRIBUTES.get((name, kind)) or _chain_attributes(name, kind)
             if kind == sc.KIND_PROMPT and serialized:
                 attrs = {**attrs, **readers.prompt_template_attributes(serialized)}
             # streamed runs start with a placeholder input and report the real one at the end
@@ -249,7 +252,10 @@ class OTelCallbackHandler(BaseCallbackHandler):
             # the run's context, made now while the run's starting context is current
             run = Run(span, set_span_in_context(span))
             run.deferred_inputs = deferred
-            self._put(run_id, run)
+            runs = self._runs
+            runs[getattr(run_id, "int", run_id)] = run
+            if len(runs) > self.max_open_runs:
+                self._evict()
         except Exception as exc:  # noqa: BLE001
             report_internal_error("langchain.on_chain_start", exc)
 

@@ -24,7 +24,6 @@ import threading
 import weakref
 from typing import Any, Callable, Optional
 
-import wrapt
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -37,7 +36,6 @@ from .._spans import (
     end_span,
     fail_open,
     report_internal_error,
-    start_span,
 )
 from . import _readers as readers
 from . import _retrieval as retrieval
@@ -58,8 +56,30 @@ _attach = otel_context.attach
 _detach = otel_context.detach
 
 
-class LCWrapper(wrapt.FunctionWrapper):
-    """Marks our wrappers so we never wrap twice and only ever unwrap our own."""
+def _method(original: Callable, wrapper: Callable) -> Callable:
+    """``original`` (a plain function defined on a class) wrapped by ``wrapper(wrapped,
+    instance, args, kwargs)``, as a plain function: it binds like the original (a wrapt
+    FunctionWrapper subclass cost four times as much per call, and these methods run on
+    every retrieval and model call). ``__wrapped__`` is the original; async stays async."""
+    if inspect.iscoroutinefunction(original):
+        @functools.wraps(original)
+        async def async_method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return await wrapper(original.__get__(self), self, args, kwargs)
+
+        async_method._instrumentors_wrapper = True  # type: ignore[attr-defined]
+        return async_method
+
+    @functools.wraps(original)
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return wrapper(original.__get__(self), self, args, kwargs)
+
+    method._instrumentors_wrapper = True  # type: ignore[attr-defined]
+    return method
+
+
+def _is_ours(attr: Any) -> bool:
+    """Ours, so never wrapped twice and the only thing we ever unwrap."""
+    return getattr(attr, "_instrumentors_wrapper", False) is True
 
 
 # ---------------------------------------------------------------------------------------
@@ -114,8 +134,6 @@ def _wrap_set_config_context(original: Callable) -> Callable:
     return set_config_context
 
 
-def _is_our_set_config_context(fn: Any) -> bool:
-    return getattr(fn, "_instrumentors_wrapper", False) is True
 
 
 def _llm_context(run_manager: Any) -> Optional[otel_context.Context]:
@@ -205,7 +223,12 @@ def _astream(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any
 def _top_k(retriever: Any, call_kwargs: dict) -> Optional[int]:
     search_kwargs = getattr(retriever, "search_kwargs", None)
     if isinstance(search_kwargs, dict):
-        k = {**search_kwargs, **call_kwargs}.get("k", 4 if hasattr(retriever, "vectorstore") else None)
+        if "k" in call_kwargs:
+            k = call_kwargs["k"]
+        elif "k" in search_kwargs:
+            k = search_kwargs["k"]
+        else:
+            k = 4 if hasattr(retriever, "vectorstore") else None
     else:
         k = call_kwargs.get("k", getattr(retriever, "k", getattr(retriever, "top_k", None)))
     return k if isinstance(k, int) and not isinstance(k, bool) else None
@@ -420,31 +443,35 @@ def _embedding_model(embeddings: Any) -> Optional[str]:
     return None
 
 
-_EMBEDDING_PROVIDERS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # class -> provider
+#: (embeddings class, model) -> (span name, start attributes): the class's provider and
+#: name are worked out once (an MRO walk), not per call. Bounded: cleared when full.
+_EMBEDDING_SPANS: dict = {}
+_EMBEDDING_SPANS_MAX = 256
 
 
-def _embedding_provider(cls: type) -> str:
-    provider = _EMBEDDING_PROVIDERS.get(cls)
-    if provider is None:
-        provider = readers.provider_name(cls.__name__, None, [k.__name__ for k in cls.__mro__])
-        _EMBEDDING_PROVIDERS[cls] = provider
-    return provider
-
-
-def _start_embedding(embeddings: Any) -> tuple:
-    try:
-        cls = type(embeddings)
-        model = _embedding_model(embeddings)
+def _embedding_span_info(cls: type, model: Optional[str]) -> tuple:
+    info = _EMBEDDING_SPANS.get((cls, model))
+    if info is None:
         attrs = {
             sc.GEN_AI_OPERATION_NAME: sc.OP_EMBEDDINGS,
-            sc.GEN_AI_PROVIDER_NAME: _embedding_provider(cls),
-            sc.GEN_AI_REQUEST_MODEL: model,
+            sc.GEN_AI_PROVIDER_NAME: readers.provider_name(cls.__name__, None, [k.__name__ for k in cls.__mro__]),
             sc.SPAN_KIND: sc.KIND_EMBEDDING,
             sc.LIBRARY: "langchain",
             sc.COMPONENT: cls.__name__,
         }
-        name = f"{sc.OP_EMBEDDINGS} {model}" if model else sc.OP_EMBEDDINGS
-        span = start_span(HANDLER.tracer, name, kind=SpanKind.CLIENT, attributes=attrs)
+        if model:
+            attrs[sc.GEN_AI_REQUEST_MODEL] = model
+        if len(_EMBEDDING_SPANS) >= _EMBEDDING_SPANS_MAX:
+            _EMBEDDING_SPANS.clear()
+        info = _EMBEDDING_SPANS[(cls, model)] = (f"{sc.OP_EMBEDDINGS} {model}" if model else sc.OP_EMBEDDINGS, attrs)
+    return info
+
+
+def _start_embedding(embeddings: Any) -> tuple:
+    try:
+        name, attrs = _embedding_span_info(type(embeddings), _embedding_model(embeddings))
+        # attrs: shared, never mutated, no None value (the SDK copies it)
+        span = HANDLER.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attrs)
         ctx = otel_context.set_value(EMBEDDING_KEY, True, trace.set_span_in_context(span))
         return span, ctx
     except Exception as exc:  # noqa: BLE001
@@ -528,11 +555,11 @@ class ClassPatcher:
         with self._lock:
             for name, wrapper in self.wrappers.items():
                 original = cls.__dict__.get(name)
-                if original is None or isinstance(original, LCWrapper):
+                if original is None or _is_ours(original):
                     continue
                 if not inspect.isfunction(original) or getattr(original, "__isabstractmethod__", False):
                     continue
-                setattr(cls, name, LCWrapper(original, wrapper))
+                setattr(cls, name, _method(original, wrapper))
                 self.records.append((weakref.ref(cls), name, original))
 
     def ensure(self, cls: type) -> None:
@@ -576,7 +603,7 @@ class ClassPatcher:
         with self._lock:
             for ref, name, original in reversed(self.records):
                 cls = ref()
-                if cls is not None and isinstance(cls.__dict__.get(name), LCWrapper):
+                if cls is not None and _is_ours(cls.__dict__.get(name)):
                     setattr(cls, name, original)
             self.records.clear()
             self.ensured = weakref.WeakSet()
@@ -610,9 +637,9 @@ _module_records: list = []  # (module, original set_config_context)
 
 def _wrap_method(owner: type, name: str, wrapper: Callable) -> None:
     original = owner.__dict__.get(name)
-    if original is None or isinstance(original, LCWrapper):
+    if original is None or _is_ours(original) or not inspect.isfunction(original):
         return
-    setattr(owner, name, LCWrapper(original, wrapper))
+    setattr(owner, name, _method(original, wrapper))
     _method_records.append((owner, name, original))
 
 
@@ -622,7 +649,7 @@ def _patch_set_config_context() -> None:
     original = config_module.__dict__.get("set_config_context")
     if original is None:
         return
-    if _is_our_set_config_context(original):
+    if _is_ours(original):
         original = original.__wrapped__
     wrapper = _wrap_set_config_context(original)
     for name, module in list(sys.modules.items()):
@@ -678,11 +705,11 @@ def uninstrument() -> None:
     with fail_open("langchain.uninstrument.hook"):
         _remove_hook()
     for owner, name, original in reversed(_method_records):
-        if isinstance(owner.__dict__.get(name), LCWrapper):
+        if _is_ours(owner.__dict__.get(name)):
             setattr(owner, name, original)
     _method_records.clear()
     for module, original in reversed(_module_records):
-        if _is_our_set_config_context(module.__dict__.get("set_config_context")):
+        if _is_ours(module.__dict__.get("set_config_context")):
             setattr(module, "set_config_context", original)
     _module_records.clear()
     VECTOR_STORES.uninstall()
