@@ -3,24 +3,38 @@
 The chain is the one the tests use: ``{context: retriever | format_docs, question:
 passthrough} | prompt | fake chat model | parser`` over an InMemoryVectorStore with a
 keyword embedding, so nothing but LangChain and our instrumentation runs (10 spans per
-call). In one run, alternating rounds so machine drift hits both sides alike, we time
-the chain uninstrumented and instrumented (spans to a null exporter), and the bare SDK
-span floor with as many attributes as our spans carry on average.
+call: 9 LangChain runs and the query embedding). In one run, alternating rounds so
+machine drift hits every mode alike, the chain is timed
+
+* uninstrumented (the baseline),
+* with a no-op LangChain callback handler (what LangChain's own callback dispatch costs
+  as soon as any handler is configured),
+* with the *minimal callback tracer*: a handler that only starts one bare SDK span per
+  run (parent by run id, the floor's attributes) and ends it, i.e. the least any
+  callback-based tracer can do; its cost above the no-op handler is the bare SDK span
+  *in situ* (created amid LangChain's work, caches cold), the "in-situ floor",
+* instrumented by us (spans to a null exporter),
+
+and the bare SDK span floor is measured the same way: a tight loop of
+``start_as_current_span`` with as many attributes as our spans carry on average
+(rounded; integer values).
 
     overhead per span = (instrumented - uninstrumented) / spans per call
     target: overhead per span <= 2 x floor
 
-Two clocks: wall time (``benchmarks/_common`` helpers: ``per_call_us`` and
-``floor_span_us``) and process CPU time (the same loops timed with
-``time.process_time``), which other processes on a shared machine disturb far less.
-The RunnableParallel in a RAG chain runs its branches in a fresh thread pool per call,
-so wall-time figures are noisy; read the CPU-time rows first. The floor is a tight loop
-(hot caches); the same bare span created *inside* a chain step costs more, so the run
-also reports that "in-situ floor" for reference.
+Causal links (``INSTRUMENTORS_CAUSAL_LINKS``, on by default) add registry work to the
+LLM and retrieval spans: the table reports causal off (the instrumentor alone, what the
+target is about) and causal on (default settings) separately, each against its own
+floor (causal adds attributes).
 
-    python benchmarks/bench_langchain.py              # about 2.5 minutes
+Two clocks: process CPU time (``time.process_time``, all threads; other processes on a
+shared machine disturb it far less) and wall time (``benchmarks/_common`` helpers). The
+RunnableParallel in a RAG chain runs its branches in a fresh thread pool per call, so
+wall-time figures are noisy; read the CPU-time rows first.
+
+    python benchmarks/bench_langchain.py              # about 4 minutes
     python benchmarks/bench_langchain.py --quick
-    python benchmarks/bench_langchain.py --breakdown  # where the overhead goes
+    python benchmarks/bench_langchain.py --breakdown  # where the overhead goes (CPU, causal off)
 """
 
 from __future__ import annotations
@@ -31,12 +45,13 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests" / "langchain"))
 
+from opentelemetry import trace  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
@@ -56,10 +71,14 @@ def cpu_us(fn: Callable[[], object], calls: int) -> float:
     return (time.process_time() - start) / calls * 1e6
 
 
+def floor_attributes(n_attributes: int) -> dict:
+    return {f"attr.{i}": i for i in range(n_attributes)}
+
+
 def cpu_floor_us(provider: TracerProvider, n_attributes: int, calls: int = 5000) -> float:
     """``_common.floor_span_us`` timed in CPU time."""
     tracer = provider.get_tracer("floor")
-    attrs = {f"attr.{i}": i for i in range(n_attributes)}
+    attrs = floor_attributes(n_attributes)
 
     def one() -> None:
         with tracer.start_as_current_span("floor", attributes=attrs):
@@ -68,34 +87,6 @@ def cpu_floor_us(provider: TracerProvider, n_attributes: int, calls: int = 5000)
     for _ in range(500):
         one()
     return statistics.median(cpu_us(one, calls) for _ in range(5))
-
-
-def in_situ_floor_us(n_attributes: int, rounds: int, calls: int) -> float:
-    """The bare SDK span (as in the floor) created inside a step of the same RAG chain,
-    uninstrumented: what a span costs amid LangChain's work (colder caches) rather than
-    in the floor's tight loop. CPU time, alternating with/without the extra spans."""
-    provider = null_provider()
-    tracer = provider.get_tracer("floor")
-    attrs = {f"attr.{i}": i for i in range(n_attributes)}
-    extra = {"n": 0}
-
-    def bare_spans(x: object) -> object:
-        for _ in range(extra["n"]):
-            with tracer.start_as_current_span("floor", attributes=attrs):
-                pass
-        return x
-
-    from langchain_core.runnables import RunnableLambda
-
-    chain = RunnableLambda(bare_spans) | rag_chain(make_store().as_retriever(search_kwargs={"k": 2}), fake_chat())
-    samples: dict = {0: [], 10: []}
-    for _ in range(50):
-        chain.invoke(QUESTION)
-    for _ in range(rounds):
-        for n in (0, 10):
-            extra["n"] = n
-            samples[n].append(cpu_us(lambda: chain.invoke(QUESTION), calls))
-    return (statistics.median(samples[10]) - statistics.median(samples[0])) / 10
 
 
 def span_shape(fn: Callable[[], object]) -> tuple:
@@ -115,69 +106,147 @@ def span_shape(fn: Callable[[], object]) -> tuple:
         instrumentor.uninstrument()
 
 
-def measure(fn: Callable[[], object], rounds: int, calls: int) -> dict:
-    """Alternate uninstrumented and instrumented rounds; medians per clock."""
-    provider = null_provider()
-    instrumentor = LangChainInstrumentor()
-    for _ in range(100):
-        fn()
-    wall = {"off": [], "on": []}
-    cpu = {"off": [], "on": []}
-    for _ in range(rounds):
-        for mode in ("off", "on"):
-            if mode == "on":
-                instrumentor.instrument(tracer_provider=provider)
-            try:
-                wall[mode].append(per_call_us(fn, calls, repeats=1))
-                cpu[mode].append(cpu_us(fn, calls))
-            finally:
-                if mode == "on":
-                    instrumentor.uninstrument()
-    return {clock: {mode: statistics.median(v) for mode, v in d.items()}
-            for clock, d in (("wall", wall), ("cpu", cpu))}
+# ---------------------------------------------------------------------------------------
+# Reference handlers: LangChain's dispatch alone, and the least a callback tracer does
+# ---------------------------------------------------------------------------------------
 
 
-def breakdown(fn: Callable[[], object], n_spans: int, floor: float, rounds: int, calls: int) -> None:
-    """Where the overhead goes (CPU time per span, in floors): LangChain dispatching
-    callbacks to any handler at all, our Python with a no-op tracer, then the SDK."""
-    from langchain_core.callbacks import BaseCallbackHandler
+def _hook_mode(handler: Any) -> tuple:
+    """(on, off) adding ``handler`` to every callback manager the way we add ours."""
     from langchain_core.tracers.context import _configure_hooks
-    from opentelemetry import trace
+
+    class Var:
+        def get(self, default: Any = None) -> Any:
+            return handler
+
+    hook = (Var(), True, None, None)
+    return (lambda: _configure_hooks.append(hook)), (lambda: _configure_hooks.remove(hook))
+
+
+def noop_handler() -> Any:
+    from langchain_core.callbacks import BaseCallbackHandler
 
     class Noop(BaseCallbackHandler):
         run_inline = True
 
-    class Var:
-        handler = Noop()
+    return Noop()
 
-        def get(self, default=None):
-            return self.handler
 
-    hook = (Var(), True, None, None)
-    instrumentor = LangChainInstrumentor()
-    modes = {
-        "uninstrumented": (lambda: None, lambda: None),
-        "a no-op LangChain handler": (lambda: _configure_hooks.append(hook), lambda: _configure_hooks.remove(hook)),
-        "ours, no-op tracer": (lambda: instrumentor.instrument(tracer_provider=trace.NoOpTracerProvider()),
-                               instrumentor.uninstrument),
-        "ours, SDK + null exporter": (lambda: instrumentor.instrument(tracer_provider=null_provider()),
-                                      instrumentor.uninstrument),
-    }
-    samples: dict = {m: [] for m in modes}
+def minimal_tracer(provider: TracerProvider, n_attributes: int) -> Any:
+    """One bare SDK span per LangChain run, parented by run id, nothing else."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    tracer = provider.get_tracer("minimal")
+    attrs = floor_attributes(n_attributes)
+
+    class Minimal(BaseCallbackHandler):
+        run_inline = True
+
+        def __init__(self) -> None:
+            self.runs: dict = {}
+            self.started = 0
+
+        def _start(self, run_id: Any, parent_run_id: Any) -> None:
+            parent = self.runs.get(parent_run_id)
+            span = tracer.start_span("bare", context=None if parent is None else parent[1], attributes=attrs)
+            self.runs[run_id] = (span, trace.set_span_in_context(span))
+            self.started += 1
+
+        def _end(self, run_id: Any) -> None:
+            run = self.runs.pop(run_id, None)
+            if run is not None:
+                run[0].end()
+
+        def on_chain_start(self, serialized, inputs, *, run_id, parent_run_id=None, **kwargs):  # noqa: ANN001
+            self._start(run_id, parent_run_id)
+
+        def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, **kwargs):  # noqa: ANN001
+            self._start(run_id, parent_run_id)
+
+        def on_retriever_start(self, serialized, query, *, run_id, parent_run_id=None, **kwargs):  # noqa: ANN001
+            self._start(run_id, parent_run_id)
+
+        def on_chain_end(self, outputs, *, run_id, **kwargs):  # noqa: ANN001
+            self._end(run_id)
+
+        def on_llm_end(self, response, *, run_id, **kwargs):  # noqa: ANN001
+            self._end(run_id)
+
+        def on_retriever_end(self, documents, *, run_id, **kwargs):  # noqa: ANN001
+            self._end(run_id)
+
+        on_chain_error = on_chain_end
+        on_llm_error = on_llm_end
+        on_retriever_error = on_retriever_end
+
+    return Minimal()
+
+
+def runs_per_call(fn: Callable[[], object]) -> int:
+    """LangChain runs (callback-started) per call: the minimal tracer's span count."""
+    handler = minimal_tracer(null_provider(), 0)
+    on, off = _hook_mode(handler)
+    on()
+    try:
+        fn()
+        before = handler.started
+        fn()
+        return handler.started - before
+    finally:
+        off()
+
+
+def measure(fn: Callable[[], object], modes: dict, rounds: int, calls: int, wall: bool = True) -> dict:
+    """Alternate the modes round by round; median per clock and mode."""
+    for _ in range(100):
+        fn()
+    samples: dict = {"cpu": {m: [] for m in modes}, "wall": {m: [] for m in modes}}
     for _ in range(rounds):
         for mode, (on, off) in modes.items():
             on()
             try:
-                samples[mode].append(cpu_us(fn, calls))
+                for _ in range(10):  # settle after switching
+                    fn()
+                if wall:
+                    samples["wall"][mode].append(per_call_us(fn, calls, repeats=1))
+                samples["cpu"][mode].append(cpu_us(fn, calls))
             finally:
                 off()
-    medians = {m: statistics.median(v) for m, v in samples.items()}
-    previous = None
-    print(f"breakdown, CPU us per call ({n_spans} spans; floor {floor:.1f} us/span):")
-    for mode, value in medians.items():
-        step = "" if previous is None else f"  +{(value - previous) / n_spans:5.1f} us/span = {(value - previous) / n_spans / floor:4.2f} floors"
-        print(f"  {mode:28} {value:8.0f}{step}")
-        previous = value
+    return {clock: {m: statistics.median(v) for m, v in d.items() if v} for clock, d in samples.items()}
+
+
+def ours_mode(provider: Any) -> tuple:
+    instrumentor = LangChainInstrumentor()
+    return (lambda: instrumentor.instrument(tracer_provider=provider)), instrumentor.uninstrument
+
+
+def breakdown(fn: Callable[[], object], n_spans: int, n_runs: int, n_attrs: int, floor: float,
+              rounds: int, calls: int) -> None:
+    """Where the overhead goes (CPU time, in floors): LangChain dispatching callbacks to
+    any handler at all, the bare SDK span in situ (minimal tracer), our Python with a
+    no-op tracer, then our Python with the SDK."""
+    modes = {
+        "uninstrumented": (lambda: None, lambda: None),
+        "a no-op LangChain handler": _hook_mode(noop_handler()),
+        "minimal callback tracer": _hook_mode(minimal_tracer(null_provider(), n_attrs)),
+        "ours, no-op tracer": ours_mode(trace.NoOpTracerProvider()),
+        "ours, SDK + null exporter": ours_mode(null_provider()),
+    }
+    cpu = measure(fn, modes, rounds, calls, wall=False)["cpu"]
+    base = cpu["uninstrumented"]
+    print(f"breakdown, CPU us per call ({n_spans} spans, {n_runs} of them LangChain runs; "
+          f"floor {floor:.1f} us/span):")
+    for mode, value in cpu.items():
+        spans = n_runs if mode in ("a no-op LangChain handler", "minimal callback tracer") else n_spans
+        extra = "" if mode == "uninstrumented" else (
+            f"  +{(value - base) / spans:5.1f} us per span over uninstrumented = {(value - base) / spans / floor:4.2f} floors")
+        print(f"  {mode:28} {value:8.0f}{extra}")
+    dispatch = (cpu["a no-op LangChain handler"] - base) / n_runs
+    in_situ = (cpu["minimal callback tracer"] - cpu["a no-op LangChain handler"]) / n_runs
+    ours_py = (cpu["ours, no-op tracer"] - cpu["a no-op LangChain handler"]) / n_spans
+    print(f"  per span: LangChain dispatch {dispatch:.1f} us ({dispatch / floor:.2f} floors), bare SDK span in situ "
+          f"{in_situ:.1f} us ({in_situ / floor:.2f} floors), our Python (no-op tracer) {ours_py:.1f} us "
+          f"({ours_py / floor:.2f} floors)")
 
 
 def main() -> None:
@@ -195,30 +264,46 @@ def main() -> None:
     if args.breakdown:
         _config.configure(causal_links=False)
         n_spans, n_attrs = span_shape(cases["rag invoke"])
-        breakdown(cases["rag invoke"], n_spans, cpu_floor_us(null_provider(), round(n_attrs)), rounds, calls)
+        n_runs = runs_per_call(cases["rag invoke"])
+        breakdown(cases["rag invoke"], n_spans, n_runs, round(n_attrs),
+                  cpu_floor_us(null_provider(), round(n_attrs)), rounds, calls)
+        _config.configure()
         return
     rows = []
+    situ_rows = []
     for causal in (False, True):
         _config.configure(causal_links=causal)
         for name, fn in cases.items():
             n_spans, n_attrs = span_shape(fn)
-            times = measure(fn, rounds, calls)
             provider = null_provider()
+            modes = {"off": (lambda: None, lambda: None), "on": ours_mode(provider)}
+            if not causal:  # the reference handlers do no causal work: measured once
+                n_runs = runs_per_call(fn)
+                modes["dispatch"] = _hook_mode(noop_handler())
+                modes["minimal"] = _hook_mode(minimal_tracer(provider, round(n_attrs)))
+            times = measure(fn, modes, rounds, calls)
             floors = {"wall": floor_span_us(provider, round(n_attrs)), "cpu": cpu_floor_us(provider, round(n_attrs))}
             for clock in ("cpu", "wall"):
                 t = times[clock]
-                label = f"{name} {clock}{' +causal' if causal else ''}"
+                label = f"{name} {clock} causal {'on' if causal else 'off'}"
                 rows.append((label, t["on"] / n_spans, t["off"] / n_spans, floors[clock]))
+                if not causal:
+                    situ_rows.append((f"{name} {clock}", (t["dispatch"] - t["off"]) / n_runs,
+                                      (t["minimal"] - t["dispatch"]) / n_runs, (t["on"] - t["off"]) / n_spans,
+                                      floors[clock]))
                 print(f"{label}: {t['off']:.0f} us/call uninstrumented, {t['on']:.0f} us/call instrumented, "
                       f"{n_spans} spans/call, {n_attrs:.1f} attributes/span", file=sys.stderr)
     _config.configure()
-    print("per span (us); overhead/floor target <= 2")
+    print("per span (us); overhead/floor target <= 2 (floor: bare SDK span, tight loop, same clock)")
     report(rows)
-    n_spans, n_attrs = span_shape(cases["rag invoke"])
-    situ = in_situ_floor_us(round(n_attrs), rounds, calls)
-    invoke_cpu = next(r for r in rows if r[0] == "rag invoke cpu")
-    print(f"in-situ floor (bare span inside the chain, CPU): {situ:.1f} us/span; "
-          f"rag invoke overhead/in-situ floor = {(invoke_cpu[1] - invoke_cpu[2]) / situ:.2f}")
+    print()
+    print("in situ, causal off (per LangChain run; the minimal callback tracer is one bare span per run):")
+    print(f"{'case':20} {'dispatch us':>12} {'bare span in situ us':>21} {'minimal/floor':>14} {'ours/floor':>11}"
+          f" {'ours/minimal':>13}")
+    for name, dispatch, bare, ours, floor in situ_rows:
+        minimal = dispatch + bare
+        print(f"{name:20} {dispatch:12.1f} {bare:21.1f} {minimal / floor:14.2f} {ours / floor:11.2f}"
+              f" {ours / minimal:13.2f}")
 
 
 if __name__ == "__main__":
