@@ -330,6 +330,29 @@ def test_ten_thousand_invocations_leave_no_runs(lc, span_exporter):
     assert len(_patches.VECTOR_STORES.records) < 100 and len(_patches.EMBEDDINGS.records) < 100
 
 
+def test_per_runnable_and_per_class_caches_are_bounded(lc, span_exporter):
+    names = _handler._CHAIN_ATTRIBUTES_MAX + 40
+    for i in range(names):
+        assert RunnableLambda(lambda x: x).with_config(run_name=f"step_{i}").invoke(i) == i
+    assert 0 < len(_handler._CHAIN_ATTRIBUTES) <= _handler._CHAIN_ATTRIBUTES_MAX
+    last = one(span_exporter.get_finished_spans(), f"step_{names - 1}")
+    assert dict(last.attributes) == {sc.SPAN_KIND: sc.KIND_WORKFLOW, sc.LIBRARY: "langchain",
+                                     sc.COMPONENT: f"step_{names - 1}"}
+
+    span_exporter.clear()
+    models = _patches._EMBEDDING_SPANS_MAX + 20
+    embeddings = KeywordEmbeddings()
+    for i in range(models):
+        embeddings.model = f"kw-{i}"
+        embeddings.embed_query("paris")
+    assert 0 < len(_patches._EMBEDDING_SPANS) <= _patches._EMBEDDING_SPANS_MAX
+    last = one(span_exporter.get_finished_spans(), f"embeddings kw-{models - 1}")
+    assert dict(last.attributes) == {
+        sc.GEN_AI_OPERATION_NAME: "embeddings", sc.GEN_AI_PROVIDER_NAME: "keyword",
+        sc.GEN_AI_REQUEST_MODEL: f"kw-{models - 1}", sc.SPAN_KIND: sc.KIND_EMBEDDING, sc.LIBRARY: "langchain",
+        sc.COMPONENT: "KeywordEmbeddings", sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT: 17}
+
+
 def test_runs_that_never_end_are_capped(lc, span_exporter, monkeypatch):
     monkeypatch.setattr(HANDLER, "max_open_runs", 10)
     for _ in range(25):
