@@ -16,6 +16,7 @@ from typing import Any, Iterable, Optional
 
 from .. import _content
 from .. import _semconv as sc
+from .._readers import tool_definitions as _shared_tool_definitions
 
 # ---------------------------------------------------------------------------------------
 # Provider names (gen_ai.provider.name) derived from the model class
@@ -200,32 +201,9 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
     return attrs
 
 
-def tool_definitions(tools: Any) -> Optional[list]:
-    """Bound tools (OpenAI ``{"type": "function", "function": {...}}`` or Anthropic
-    ``{"name", "description", "input_schema"}`` format) as the convention's definitions,
-    the same shape the OpenAI instrumentor writes."""
-    if not isinstance(tools, (list, tuple)) or not tools:
-        return None
-    out = []
-    for tool in tools:
-        if not isinstance(tool, dict):
-            continue
-        ttype = tool.get("type", "function")
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        if ttype in ("function", "custom") or "input_schema" in tool:
-            entry = {"type": "function", "name": fn.get("name")}
-            if fn.get("description") is not None:
-                entry["description"] = fn.get("description")
-            params = fn.get("parameters", fn.get("input_schema"))
-            if params is not None:
-                entry["parameters"] = params
-            out.append(entry)
-        else:
-            entry = {"type": ttype}
-            if tool.get("name") is not None:
-                entry["name"] = tool.get("name")
-            out.append(entry)
-    return out or None
+# Bound tools (OpenAI or Anthropic format) as the convention's definitions: the shared
+# reader, so LangChain spans carry the same shape as the OpenAI instrumentor's.
+tool_definitions = _shared_tool_definitions
 
 
 # ---------------------------------------------------------------------------------------
