@@ -229,23 +229,22 @@ def _output_type(fmt: Any) -> Optional[str]:
     return None
 
 
+# (request key, attribute, reader) for the plain numeric sampling parameters.
+_SAMPLING_PARAMETERS = (
+    ("temperature", sc.GEN_AI_REQUEST_TEMPERATURE, number),
+    ("top_p", sc.GEN_AI_REQUEST_TOP_P, number),
+    ("frequency_penalty", sc.GEN_AI_REQUEST_FREQUENCY_PENALTY, number),
+    ("presence_penalty", sc.GEN_AI_REQUEST_PRESENCE_PENALTY, number),
+    ("seed", sc.GEN_AI_REQUEST_SEED, integer),
+)
+
+
 def _sampling(body: dict, attrs: dict) -> None:
     """Request parameters shared by chat, completions and responses."""
-    value = _num(body.get("temperature"))
-    if value is not None:
-        attrs[sc.GEN_AI_REQUEST_TEMPERATURE] = value
-    value = _num(body.get("top_p"))
-    if value is not None:
-        attrs[sc.GEN_AI_REQUEST_TOP_P] = value
-    value = _num(body.get("frequency_penalty"))
-    if value is not None:
-        attrs[sc.GEN_AI_REQUEST_FREQUENCY_PENALTY] = value
-    value = _num(body.get("presence_penalty"))
-    if value is not None:
-        attrs[sc.GEN_AI_REQUEST_PRESENCE_PENALTY] = value
-    value = _int(body.get("seed"))
-    if value is not None:
-        attrs[sc.GEN_AI_REQUEST_SEED] = value
+    for key, attribute, read in _SAMPLING_PARAMETERS:
+        value = read(body.get(key))
+        if value is not None:
+            attrs[attribute] = value
     stop = body.get("stop")
     if stop is not None:
         stop = _str_list(stop)
