@@ -158,52 +158,56 @@ def _arg(args: tuple, kwargs: dict, index: int, name: str) -> Any:
     return args[index] if len(args) > index else None
 
 
-def _generate_with_cache(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _llm_context(_arg(args, kwargs, 2, "run_manager"))
-    if ctx is None:
-        return wrapped(*args, **kwargs)
-    token = _attach(ctx)  # attach and detach in this one frame (``attached``, inlined: hot path)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
-
-
-async def _agenerate_with_cache(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _llm_context(_arg(args, kwargs, 2, "run_manager"))
-    if ctx is None:
-        return await wrapped(*args, **kwargs)
-    token = _attach(ctx)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
-
-
 def _first(managers: Any) -> Any:
     return managers[0] if isinstance(managers, (list, tuple)) and managers else None
 
 
-def _generate_helper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _llm_context(_first(_arg(args, kwargs, 2, "run_managers")))
-    if ctx is None:
-        return wrapped(*args, **kwargs)
-    token = _attach(ctx)  # attach and detach in this one frame (``attached``, inlined: hot path)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
+def _run_manager(args: tuple, kwargs: dict) -> Any:
+    """``_generate_with_cache(messages, stop, run_manager, ...)``."""
+    return _arg(args, kwargs, 2, "run_manager")
 
 
-async def _agenerate_helper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _llm_context(_first(_arg(args, kwargs, 2, "run_managers")))
-    if ctx is None:
-        return await wrapped(*args, **kwargs)
-    token = _attach(ctx)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
+def _first_run_manager(args: tuple, kwargs: dict) -> Any:
+    """``_generate_helper(prompts, stop, run_managers, ...)``: one manager per prompt."""
+    return _first(_arg(args, kwargs, 2, "run_managers"))
+
+
+def _llm_current(find_manager: Callable) -> Callable:
+    """A wrapper making the LLM run's span current while the model call runs."""
+
+    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        ctx = _llm_context(find_manager(args, kwargs))
+        if ctx is None:
+            return wrapped(*args, **kwargs)
+        token = _attach(ctx)  # attach and detach in this one frame (``attached``, inlined: hot path)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _detach(token)
+
+    return wrapper
+
+
+def _allm_current(find_manager: Callable) -> Callable:
+    """The async twin of :func:`_llm_current`."""
+
+    async def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+        ctx = _llm_context(find_manager(args, kwargs))
+        if ctx is None:
+            return await wrapped(*args, **kwargs)
+        token = _attach(ctx)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _detach(token)
+
+    return wrapper
+
+
+_generate_with_cache = _llm_current(_run_manager)
+_agenerate_with_cache = _allm_current(_run_manager)
+_generate_helper = _llm_current(_first_run_manager)
+_agenerate_helper = _allm_current(_first_run_manager)
 
 
 def _stream(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
