@@ -371,12 +371,13 @@ _start_embedding = _guarded_start(start_embedding, "llama_index.embedding.start"
 # ---------------------------------------------------------------------------------------
 
 
-def llm_wrapper(tel: Telemetry, method: str) -> Callable:
-    _op, stream, is_async = LLM_METHODS[method]
-
+def _call_wrapper(start: Callable, done: Callable, is_async: bool) -> Callable:
+    """A sync or async wrapper: ``start(instance, args, kwargs)`` gives the call (or None
+    when not traced), its context is current during the wrapped call, and
+    ``done(call, result)`` finishes it; an exception fails the call and propagates."""
     if is_async:
         async def async_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-            call = _start_llm(tel, instance, method, args, kwargs)
+            call = start(instance, args, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
             token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
@@ -387,12 +388,12 @@ def llm_wrapper(tel: Telemetry, method: str) -> Callable:
                 call.fail(exc)
                 raise
             otel_context.detach(token)
-            return call.llm_done(result, stream, True)
+            return done(call, result)
 
         return async_wrapper
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = _start_llm(tel, instance, method, args, kwargs)
+        call = start(instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
         token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
@@ -403,44 +404,26 @@ def llm_wrapper(tel: Telemetry, method: str) -> Callable:
             call.fail(exc)
             raise
         otel_context.detach(token)
-        return call.llm_done(result, stream, False)
+        return done(call, result)
 
     return wrapper
+
+
+def llm_wrapper(tel: Telemetry, method: str) -> Callable:
+    _op, stream, is_async = LLM_METHODS[method]
+    return _call_wrapper(
+        lambda instance, args, kwargs: _start_llm(tel, instance, method, args, kwargs),
+        lambda call, result: call.llm_done(result, stream, is_async),
+        is_async,
+    )
 
 
 def embedding_wrapper(tel: Telemetry, method: str) -> Callable:
-    if EMBEDDING_METHODS[method]:
-        async def async_wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-            call = _start_embedding(tel, instance, method, args, kwargs)
-            if call is None:
-                return await wrapped(*args, **kwargs)
-            token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
-            try:
-                result = await wrapped(*args, **kwargs)
-            except BaseException as exc:
-                otel_context.detach(token)
-                call.fail(exc)
-                raise
-            otel_context.detach(token)
-            return call.embedding_done(result)
-
-        return async_wrapper
-
-    def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        call = _start_embedding(tel, instance, method, args, kwargs)
-        if call is None:
-            return wrapped(*args, **kwargs)
-        token = otel_context.attach(call.ctx)  # ``attached``, inlined: same frame, same token
-        try:
-            result = wrapped(*args, **kwargs)
-        except BaseException as exc:
-            otel_context.detach(token)
-            call.fail(exc)
-            raise
-        otel_context.detach(token)
-        return call.embedding_done(result)
-
-    return wrapper
+    return _call_wrapper(
+        lambda instance, args, kwargs: _start_embedding(tel, instance, method, args, kwargs),
+        lambda call, result: call.embedding_done(result),
+        EMBEDDING_METHODS[method],
+    )
 
 
 __all__ = ["EMBEDDING_METHODS", "LLM_METHODS", "embedding_wrapper", "llm_wrapper", "model_name"]
