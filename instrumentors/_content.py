@@ -7,12 +7,20 @@ routes text through :func:`text` / :func:`json_value`, the guarantee is one ``if
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any, Optional
 
 from . import _config
 
 _TRUNCATION_MARK = "…[truncated]"
+
+
+def content_hash(value: str) -> str:
+    """16 hex digits identifying a text (a prompt template, a system prompt) without
+    revealing it: written whether or not content capture is on, so versions of a prompt
+    can be grouped with capture off. The one place every such hash is made."""
+    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
 
 
 def capture_enabled() -> bool:

@@ -10,7 +10,6 @@ level, so the package imports without it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any, Iterable, Optional
 
@@ -477,10 +476,6 @@ def _collect_templates(node: Any, role: Optional[str], out: list, depth: int = 0
             _collect_templates(item, role, out, depth + 1)
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:16]
-
-
 _TEMPLATE_CACHE: dict = {}  # id(serialized) -> (serialized, text, attributes)
 _TEMPLATE_CACHE_MAX = 256
 
@@ -499,10 +494,10 @@ def _template_info(serialized: Any) -> tuple:
         text, attrs = None, {}
     else:
         text = "\n".join(f"{role}: {tpl}" if role else tpl for role, tpl in templates)
-        attrs = {sc.PROMPT_TEMPLATE_HASH: _digest(text)}
+        attrs = {sc.PROMPT_TEMPLATE_HASH: _content.content_hash(text)}
         system = "\n".join(tpl for role, tpl in templates if role == "system")
         if system:
-            attrs[sc.SYSTEM_PROMPT_HASH] = _digest(system)
+            attrs[sc.SYSTEM_PROMPT_HASH] = _content.content_hash(system)
     if len(_TEMPLATE_CACHE) >= _TEMPLATE_CACHE_MAX:
         _TEMPLATE_CACHE.clear()
     _TEMPLATE_CACHE[key] = (serialized, text, attrs)
