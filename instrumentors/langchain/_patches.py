@@ -547,9 +547,13 @@ class ClassPatcher:
     classes created and dropped at run time are not kept alive by us.
     """
 
+    #: records kept before dead classes' records are pruned (then twice the live ones)
+    PRUNE_AT = 1024
+
     def __init__(self, wrappers: dict) -> None:
         self.wrappers = wrappers
         self.records: list = []  # (weakref to class, name, original)
+        self._prune_at = self.PRUNE_AT
         self.ensured: "weakref.WeakSet" = weakref.WeakSet()
         self.base: Any = None
         self._saved_hook: Any = None
@@ -565,6 +569,14 @@ class ClassPatcher:
                     continue
                 setattr(cls, name, _method(original, wrapper))
                 self.records.append((weakref.ref(cls), name, original))
+            if len(self.records) > self._prune_at:
+                self._prune()
+
+    def _prune(self) -> None:
+        """Drop the records of classes that no longer exist (an app that creates store
+        classes at run time), so ``records`` is bounded by the live classes."""
+        self.records[:] = [record for record in self.records if record[0]() is not None]
+        self._prune_at = max(self.PRUNE_AT, 2 * len(self.records))
 
     def ensure(self, cls: type) -> None:
         """Wrap ``cls`` and its bases below the base class if not done yet."""
@@ -610,6 +622,7 @@ class ClassPatcher:
                 if cls is not None and _is_ours(cls.__dict__.get(name)):
                     setattr(cls, name, original)
             self.records.clear()
+            self._prune_at = self.PRUNE_AT
             self.ensured = weakref.WeakSet()
             base = self.base
             if base is not None:

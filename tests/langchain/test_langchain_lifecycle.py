@@ -371,3 +371,29 @@ def test_runs_that_never_end_are_capped(lc, span_exporter, monkeypatch):
     HANDLER.deactivate()  # ends whatever is left
     assert HANDLER.open_runs == 0
     assert all(s.end_time for s in span_exporter.get_finished_spans())
+
+
+def test_patch_records_of_classes_created_at_run_time_are_pruned(lc, span_exporter):
+    """An app that makes vector-store classes on the fly (one per tenant, say) must not grow
+    the patch records forever: the records of collected classes are dropped."""
+    live_before = len(_patches.VECTOR_STORES.records)
+    for i in range(3 * _patches.ClassPatcher.PRUNE_AT):
+        cls = type(f"TenantStore{i}", (InMemoryVectorStore,),
+                   {"similarity_search": lambda self, query, k=4, **kw: []})
+        assert _patches._is_ours(cls.__dict__["similarity_search"])  # wrapped at creation
+        del cls
+        if i % 200 == 0:
+            gc.collect()
+    gc.collect()
+    records = _patches.VECTOR_STORES.records
+    assert len(records) <= 2 * _patches.ClassPatcher.PRUNE_AT
+    assert sum(1 for ref, _, _ in records if ref() is not None) == live_before
+    # a class still alive keeps its record, and uninstrument still restores it
+    kept = type("KeptStore", (InMemoryVectorStore,), {"similarity_search": lambda self, query, k=4, **kw: []})
+    original = _patches.VECTOR_STORES.records[-1][2]
+    for i in range(_patches.ClassPatcher.PRUNE_AT + 10):
+        type(f"Tenant2Store{i}", (InMemoryVectorStore,), {"similarity_search": lambda self, q, k=4, **kw: []})
+    gc.collect()
+    assert any(ref() is kept for ref, _, _ in _patches.VECTOR_STORES.records)
+    _patches.VECTOR_STORES.uninstall()
+    assert kept.__dict__["similarity_search"] is original
