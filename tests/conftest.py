@@ -27,6 +27,9 @@ os.environ.setdefault("OPENAI_API_KEY", "sk-test-not-a-real-key")
 for _var in ("INSTRUMENTORS_CAPTURE_CONTENT", "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
              "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "INSTRUMENTORS_DISABLED", "INSTRUMENTORS_ENABLED"):
     os.environ.pop(_var, None)
+# A fixed, known digest key: tests never write a key file into the working directory, and
+# the digests they see are reproducible (tests/causal/test_causal_keyed.py covers the rest).
+os.environ["INSTRUMENTORS_DIGEST_KEY"] = "instrumentors-test-suite-key"
 
 _EXPORTER = InMemorySpanExporter()
 _PROVIDER = TracerProvider()

@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span
 
-from .. import _config
+from .. import _config, _digest_key
 from .. import _semconv as sc
 from .._spans import report_internal_error
 from . import digests, fingerprint, linking
@@ -190,7 +190,8 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     REGISTRY.register(scope, sources, max_entries=cfg.causal_max_entries,
                       max_age=cfg.causal_max_age_seconds)
     if span.is_recording():
-        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k), entries, cfg.max_documents)
+        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k, kid=_digest_key.key_id()), entries,
+               cfg.max_documents)
 
 
 def consume(inputs: Sequence[str], parent: Optional[otel_context.Context] = None) -> Optional[Consumption]:
@@ -218,7 +219,8 @@ def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg:
     found = fingerprint.input_keys(texts, k, REGISTRY.short_lengths())
     token = PENDING.put(found.all, found.small) if found.all or found.small else None
     attributes = {
-        sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes, token),
+        sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes, token,
+                                                            _digest_key.key_id()),
         sc.CAUSAL_SOURCE_COUNT: 0,
     }
     result = Consumption(attributes=attributes)

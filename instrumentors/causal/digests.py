@@ -8,9 +8,14 @@ Format (both attributes are string arrays; the first element is a header):
 
 ``instrumentors.causal.produced`` on a producing span::
 
-    ("fp1 k=5",
+    ("fp1 k=5 kid=3f9a0c1e",
      "document;0;0.91;120;<hex16><hex16>...;kb/returns.md",   # one element per output
      "generation;0;;42;<hex16>...;")
+
+  ``kid`` names the digest key the keys were made with (see :mod:`.fingerprint` and
+  :mod:`instrumentors._digest_key`): 8 hex digits of an HMAC of a fixed label, never the
+  key. It is absent when digests are unkeyed (``digest_key="off"``), and headers written
+  before keys existed have none: they read as unkeyed.
 
   Each output is ``kind;rank;score;words;sketch;document_id`` (empty field = unknown;
   ``document_id`` is last and may itself contain ``;``). For generations and tool calls
@@ -20,7 +25,7 @@ Format (both attributes are string arrays; the first element is a header):
 
 ``instrumentors.causal.consumed`` on a consuming span::
 
-    ("fp1 k=5 n=1834 c=2f", "=<hex16><hex16>", "<hex16><hex16>...")
+    ("fp1 k=5 n=1834 c=2f kid=3f9a0c1e", "=<hex16><hex16>", "<hex16><hex16>...")
 
   ``n`` is how many distinct shingle keys the inputs had; ``c`` is an in-process token
   (it lets ``produce`` on the same span find what the span consumed; meaningless
@@ -35,7 +40,9 @@ for a produced output the keys of its sketch at or below the consumer's largest 
 key (all of them when the consumer's sketch is complete) are a random sample of its
 shingles that the consumer would have sketched if present. The fraction of those found
 estimates coverage. Short outputs match a consumer's whole-text key (a rewritten query
-used verbatim as a retriever query) or any sketched key.
+used verbatim as a retriever query) or any sketched key. Only digests with the same ``kid``
+(or both without one) are compared: keys made with different keys never coincide except by
+accident, and such accidents must not become links.
 
 Usage (what a store or backend does with exported spans)::
 
@@ -73,9 +80,11 @@ CONSUMED_SKETCH = 64
 CONSUMED_WHOLES = 16
 
 
-def header(k: int, n: Optional[int] = None, token: Optional[str] = None) -> str:
+def header(k: int, n: Optional[int] = None, token: Optional[str] = None, kid: Optional[str] = None) -> str:
     out = f"{VERSION} k={k}" if n is None else f"{VERSION} k={k} n={n}"
-    return out if token is None else f"{out} c={token}"
+    if token is not None:
+        out = f"{out} c={token}"
+    return out if kid is None else f"{out} kid={kid}"
 
 
 def _hex(keys: Sequence[int]) -> str:
@@ -110,9 +119,10 @@ def produced_entry(kind: str, rank: Optional[int], score: Optional[float], words
             f"{'' if document_id is None else document_id}")
 
 
-def consumed_digest(k: int, shingles: set, wholes: Sequence[int], token: Optional[str] = None) -> Tuple[str, ...]:
+def consumed_digest(k: int, shingles: set, wholes: Sequence[int], token: Optional[str] = None,
+                    kid: Optional[str] = None) -> Tuple[str, ...]:
     total = len(shingles)
-    head = header(k, total, token)
+    head = header(k, total, token, kid)
     parts = [head]
     if wholes:
         parts.append("=" + _hex(list(dict.fromkeys(wholes))[:CONSUMED_WHOLES]))
@@ -146,6 +156,14 @@ def consumption_token(value: Any) -> Optional[str]:
         return None
     head = _parse_header(str(value[0]))
     return None if head is None else head.get("c")
+
+
+def key_id_of(value: Any) -> Optional[str]:
+    """The ``kid`` in a ``produced``/``consumed`` header; None when unkeyed or unreadable."""
+    if not value or isinstance(value, str):
+        return None
+    head = _parse_header(str(value[0]))
+    return None if head is None else (head.get("kid") or None)
 
 
 def _keys(sketch: str) -> List[int]:
@@ -289,15 +307,16 @@ def rebuild_links(
     through an index from key to produced outputs.
     """
     spans = list(spans)
-    index: Dict[Tuple[Any, int, int], List[Tuple[SpanDigests, ProducedOutput]]] = {}
+    index: Dict[Tuple[Any, int, Optional[str], int], List[Tuple[SpanDigests, ProducedOutput]]] = {}
     for span in spans:
         k, outputs = parse_produced(span.produced)
         if k is None:
             continue
         scope_key = span.trace_id if scope == "trace" else None
+        kid = key_id_of(span.produced)
         for output in outputs:
             for key in output.keys:
-                index.setdefault((scope_key, k, key), []).append((span, output))
+                index.setdefault((scope_key, k, kid, key), []).append((span, output))
 
     links: List[RebuiltLink] = []
     for consumer in spans:
@@ -305,6 +324,7 @@ def rebuild_links(
         if k is None:
             continue
         scope_key = consumer.trace_id if scope == "trace" else None
+        kid = key_id_of(consumer.consumed)
         complete = n <= len(sketch)
         ceiling = MASK if complete or not sketch else sketch[-1]
         present = set(sketch)
@@ -312,7 +332,7 @@ def rebuild_links(
         seen: set = set()
         found: List[Tuple[SpanDigests, ProducedOutput, float, frozenset]] = []
         for key in (*wholes, *sketch):
-            for producer, output in index.get((scope_key, k, key), ()):
+            for producer, output in index.get((scope_key, k, kid, key), ()):
                 ident = (id(producer), id(output))
                 if ident in seen:
                     continue

@@ -15,12 +15,22 @@ Normalisation (the same on both sides, so it never has to be exact):
 * every run of non-word characters (punctuation, quotes, ``>``, bullets, newlines) is one
   separator; words are runs of letters/digits.
 
-Keys: each word becomes an integer (its UTF-8 bytes, little-endian), and a shingle's key is
-CPython's hash of the tuple of those integers, read as unsigned 64 bits. Integer and tuple
-hashing are not randomised per process (only str/bytes are), so keys are identical across
-processes and runs: that is what lets a backend rebuild links from span digests
-(:mod:`.digests`). :func:`tuple_key` re-implements the same function in Python and is used
-if the interpreter's hash ever differs (checked at import), so the keys never change.
+Keys: each word becomes a 64-bit integer, and a shingle's key is CPython's hash of the
+tuple of those integers, read as unsigned 64 bits. By default a word's integer is a keyed
+hash, ``blake2b(word, key=K, digest_size=8)`` read little-endian, where ``K`` is the digest
+key (:mod:`instrumentors._digest_key`: a per-installation key file, or
+``INSTRUMENTORS_DIGEST_KEY``); keyed ids go through a bounded cache
+(:data:`WORD_CACHE_MAX` words), so a word already seen costs one dict probe. Without the
+key nobody can compute a key from a candidate text, so a short output ("yes", a name, a
+rewritten query) cannot be guessed from its digest by hashing a dictionary; processes with
+the same key get the same keys. With ``digest_key="off"`` a word's integer is its UTF-8
+bytes (little-endian): the historical, unkeyed format, identical in every process and
+guessable by anyone. Integer and tuple hashing are not randomised per process (only
+str/bytes are), so keys are identical across processes and runs that share the key: that
+is what lets a backend rebuild links from span digests (:mod:`.digests`).
+:func:`tuple_key` re-implements the same function in Python and is used if the
+interpreter's hash ever differs (checked at import, including full 64-bit ids), so the
+keys never change.
 
 Short texts (fewer than ``k`` words: a one-line rewritten query, a tool argument) get a
 single key: the same tuple hash over all their words. Consumers look such keys up as
@@ -30,10 +40,13 @@ whole inputs and, for 3+ words, as n-grams inside longer inputs (see :mod:`.regi
 from __future__ import annotations
 
 import bisect
+import hashlib
 import itertools
 import re
 import unicodedata
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .. import _digest_key
 
 MASK = (1 << 64) - 1
 
@@ -87,9 +100,59 @@ def normalise(text: str) -> str:
     return " ".join(word.decode("utf-8") for word in _words(text))
 
 
+#: keyed word ids cached at most; the cache is emptied when full (a bounded, cheap policy:
+#: a working vocabulary refills it at once, and no per-hit bookkeeping is needed).
+WORD_CACHE_MAX = 65_536
+_WORD_PERSON = b"instr.word.v1"
+_blake2b = hashlib.blake2b
+# (key, {word bytes: id}); replaced as a whole when the key changes.
+_word_cache: Tuple[Optional[bytes], Dict[bytes, int]] = (None, {})
+
+
 def word_ids(text: str) -> List[int]:
-    """The normalised words of ``text`` as integers (their UTF-8 bytes, little-endian)."""
-    return list(map(_from_bytes, _words(text), _LITTLE))
+    """The normalised words of ``text`` as 64-bit integers: keyed hashes of their UTF-8
+    bytes, or (``digest_key="off"``) the bytes themselves, little-endian."""
+    secret = _digest_key.key()
+    if secret is None:
+        return list(map(_from_bytes, _words(text), _LITTLE))
+    return keyed_ids(_words(text), secret)
+
+
+def keyed_ids(words: List[bytes], secret: bytes) -> List[int]:
+    """Keyed ids of ``words``. All cached (the usual case): one C-level map of dict look-ups."""
+    owner, cache = _word_cache
+    if owner is not secret:
+        cache = _cache_for(secret)
+    try:
+        return list(map(cache.__getitem__, words))
+    except KeyError:
+        pass
+    ids = []
+    append = ids.append
+    get = cache.get
+    for word in words:
+        value = get(word)
+        if value is None:
+            if len(cache) >= WORD_CACHE_MAX:
+                cache.clear()
+            value = cache[word] = _from_bytes(
+                _blake2b(word, digest_size=8, key=secret, person=_WORD_PERSON).digest(), "little")
+        append(value)
+    return ids
+
+
+def _cache_for(secret: bytes) -> Dict[bytes, int]:
+    global _word_cache
+    owner, cache = _word_cache
+    if owner != secret:
+        cache = {}
+    _word_cache = (secret, cache)
+    return cache
+
+
+def word_cache_size() -> int:
+    """Entries in the keyed word-id cache (tests check its bound)."""
+    return len(_word_cache[1])
 
 
 # --- the key function -----------------------------------------------------------------
@@ -113,7 +176,8 @@ def _py_tuple_key(ids: Sequence[int]) -> int:
 
 
 def _builtin_matches() -> bool:
-    samples = [(1, 2, 3), (0,), (2 ** 62 + 12345, 7, 2 ** 200 + 1), tuple(range(40, 45))]
+    samples = [(1, 2, 3), (0,), (2 ** 62 + 12345, 7, 2 ** 200 + 1), tuple(range(40, 45)),
+               (MASK, _MODULUS, _MODULUS - 1, 2 ** 63 + 5, 2 ** 61)]  # keyed ids span 64 bits
     try:
         return all((hash(s) & MASK) == _py_tuple_key(s) for s in samples)
     except Exception:  # noqa: BLE001

@@ -59,7 +59,7 @@ def test_context_manager_step_consumes_and_produces(tracer, tracer_provider, spa
     assert link_summary(step_span) == [(retrieved.get_span_context().span_id, {
         sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_INFORMED_BY, sc.LINK_SOURCE_KIND: "document",
         sc.LINK_COVERAGE: 1.0, sc.LINK_DOCUMENT_ID: "a", sc.LINK_RANK: 0, sc.LINK_SCORE: 0.5})]
-    assert step_span.attributes[sc.CAUSAL_PRODUCED_DIGESTS][0] == "fp1 k=5"
+    assert step_span.attributes[sc.CAUSAL_PRODUCED_DIGESTS][0] == "fp1 k=5 kid=360251e5"  # test-suite key
     assert sc.INPUT_VALUE not in step_span.attributes and sc.OUTPUT_VALUE not in step_span.attributes
     assert step_span.status.status_code == StatusCode.UNSET
     # the generator consuming the assembled context links to the step AND the document
