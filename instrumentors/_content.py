@@ -8,10 +8,11 @@ routes text through :func:`text` / :func:`json_value`, the guarantee is one ``if
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from typing import Any, Optional
 
-from . import _config
+from . import _config, _digest_key
 
 _TRUNCATION_MARK = "…[truncated]"
 
@@ -19,8 +20,17 @@ _TRUNCATION_MARK = "…[truncated]"
 def content_hash(value: str) -> str:
     """16 hex digits identifying a text (a prompt template, a system prompt) without
     revealing it: written whether or not content capture is on, so versions of a prompt
-    can be grouped with capture off. The one place every such hash is made."""
-    return hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()[:16]
+    can be grouped with capture off. The one place every such hash is made.
+
+    Keyed (HMAC-SHA256 with a key derived from the digest key, see ``_digest_key``) so
+    that a short system prompt cannot be recovered by hashing candidates; plain
+    ``sha256[:16]`` only with ``digest_key="off"``. Equal texts hash equally in every
+    process that shares the key."""
+    data = value.encode("utf-8", "replace")
+    secret = _digest_key.content_key()
+    if secret is None:
+        return hashlib.sha256(data).hexdigest()[:16]
+    return hmac.digest(secret, data, "sha256").hex()[:16]
 
 
 def capture_enabled() -> bool:
