@@ -19,6 +19,7 @@ import json
 from typing import Any, Optional
 
 from .. import _semconv as sc
+from .. import _content
 from .._readers import field, integer, number, str_list, tool_definitions
 
 __all__ = ["OPERATIONS", "Operation", "Result", "operation_for"]
@@ -220,6 +221,21 @@ def _texts_of(content: Any, out: list) -> None:
                     out.append(text)
 
 
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def _system_hash(texts: list, messages: Any, attrs: dict) -> None:
+    """``instrumentors.prompt.system_hash``: a fingerprint of the system prompt (the
+    system and developer messages' texts, plus any ``texts`` already found, joined with
+    "\n" in order), written whether or not content capture is on so the store can
+    group generations by prompt version. Only the hash is kept, never the text."""
+    for message in messages or ():
+        if _g(message, "role") in _SYSTEM_ROLES:
+            _texts_of(_g(message, "content"), texts)
+    if texts:
+        attrs[sc.SYSTEM_PROMPT_HASH] = _content.content_hash(texts[0] if len(texts) == 1 else "\n".join(texts))
+
+
 def _output_type(fmt: Any) -> Optional[str]:
     ftype = _g(fmt, "type")
     if ftype in ("json_schema", "json_object"):
@@ -323,6 +339,7 @@ class _Chat(Operation):
             out = _output_type(fmt)
             if out is not None:
                 attrs[sc.GEN_AI_OUTPUT_TYPE] = out
+        _system_hash([], body.get("messages"), attrs)
 
     def tool_definitions(self, body: dict) -> Optional[list]:
         return _tool_definitions(body.get("tools") or body.get("functions"))
@@ -602,6 +619,10 @@ class _Responses(Operation):
         conversation = conversation if isinstance(conversation, str) else _g(conversation, "id")
         if isinstance(conversation, str):
             attrs[sc.GEN_AI_CONVERSATION_ID] = conversation
+        instructions = body.get("instructions")
+        items = body.get("input")
+        _system_hash([instructions] if isinstance(instructions, str) and instructions else [],
+                     items if isinstance(items, (list, tuple)) else None, attrs)
 
     def tool_definitions(self, body: dict) -> Optional[list]:
         return _tool_definitions(body.get("tools"))

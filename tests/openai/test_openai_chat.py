@@ -10,6 +10,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import openai_scenarios as S
+from instrumentors import _content
 from instrumentors import _semconv as sc
 
 pytestmark = pytest.mark.usefixtures("instrument")
@@ -45,6 +46,14 @@ BASIC = {
     sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 0,
 }
 
+
+
+def _basic() -> dict:
+    """BASIC plus the system-prompt fingerprint (computed at call time: the hash may be
+    keyed per installation)."""
+    return {**BASIC, sc.SYSTEM_PROMPT_HASH: _content.content_hash(S.SYSTEM)}
+
+
 TOOL_DEFINITIONS = [
     {"type": "function", "name": "get_weather", "description": "Get the current weather for a city.",
      "parameters": S.WEATHER_TOOL["function"]["parameters"]},
@@ -71,7 +80,7 @@ async def test_chat_basic(span_exporter, is_async):
     assert isinstance(result, openai.types.chat.ChatCompletion)
     assert result.choices[0].message.content == S.ANSWER
     span = S.only_span(span_exporter)
-    _check_span(span, BASIC)
+    _check_span(span, _basic())
     assert span.parent is None
 
 
@@ -88,7 +97,7 @@ async def test_chat_basic_captures_messages(span_exporter, set_config, is_async)
     assert json.loads(attrs.pop(sc.GEN_AI_OUTPUT_MESSAGES)) == [
         {"role": "assistant", "parts": [{"type": "text", "content": S.ANSWER}], "finish_reason": "stop"},
     ]
-    assert attrs == BASIC  # chat history system messages stay in input messages (semconv)
+    assert attrs == _basic()  # chat history system messages stay in input messages (semconv)
 
 
 @pytest.mark.vcr
@@ -291,6 +300,10 @@ PARSE = {
 }
 
 
+def _parse() -> dict:
+    return {**PARSE, sc.SYSTEM_PROMPT_HASH: _content.content_hash("Extract the event information.")}
+
+
 @pytest.mark.vcr
 @pytest.mark.default_cassette("chat_parse.yaml")
 async def test_chat_parse_structured_output(span_exporter, is_async):
@@ -299,7 +312,7 @@ async def test_chat_parse_structured_output(span_exporter, is_async):
     result = await S.call(client, _parse_method(client), **scenario.kwargs)
     assert result.choices[0].message.parsed == S.CalendarEvent(
         name="Science Fair", date="Friday", participants=["Alice", "Bob"])
-    _check_span(S.only_span(span_exporter), PARSE)
+    _check_span(S.only_span(span_exporter), _parse())
 
 
 @pytest.mark.vcr
@@ -312,7 +325,7 @@ async def test_beta_chat_parse_where_present(span_exporter, is_async):
         pytest.skip(f"openai {openai.__version__} has no client.beta.chat.completions.parse")
     result = await S.call(client, "beta.chat.completions.parse", **scenario.kwargs)
     assert result.choices[0].message.parsed.participants == ["Alice", "Bob"]
-    _check_span(S.only_span(span_exporter), PARSE)
+    _check_span(S.only_span(span_exporter), _parse())
 
 
 @pytest.mark.vcr
@@ -344,7 +357,7 @@ async def test_with_raw_response(span_exporter, is_async):
     assert raw.http_response.status_code == 200
     completion = raw.parse()
     assert completion.choices[0].message.content == S.ANSWER
-    _check_span(S.only_span(span_exporter), BASIC)
+    _check_span(S.only_span(span_exporter), _basic())
 
 
 @pytest.mark.vcr
@@ -383,7 +396,7 @@ async def test_with_streaming_response(span_exporter, is_async):
     assert attrs.pop(sc.STREAM_ENDED_BY) in ("exhausted", "closed")
     attrs.pop(sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK)
     attrs.pop(sc.STREAM_CHUNK_COUNT)
-    assert attrs == BASIC
+    assert attrs == _basic()
 
 
 @pytest.mark.vcr

@@ -9,6 +9,7 @@ import pytest
 from opentelemetry.trace import SpanKind, StatusCode
 
 import openai_scenarios as S
+from instrumentors import _content
 from instrumentors import _semconv as sc
 
 pytestmark = pytest.mark.usefixtures("instrument")
@@ -61,12 +62,18 @@ BASIC = {
 }
 
 
+def _basic() -> dict:
+    """BASIC plus the fingerprint of ``instructions`` (computed at call time: the hash
+    may be keyed per installation)."""
+    return {**BASIC, sc.SYSTEM_PROMPT_HASH: _content.content_hash(S.RESP_INSTRUCTIONS)}
+
+
 @pytest.mark.vcr
 @pytest.mark.default_cassette("responses_basic.yaml")
 async def test_responses_create(span_exporter, is_async):
     result = await _run("responses_basic", is_async)
     assert result.output_text == S.RESP_ANSWER
-    assert S.attrs(_span(span_exporter, "o4-mini")) == BASIC
+    assert S.attrs(_span(span_exporter, "o4-mini")) == _basic()
 
 
 @pytest.mark.vcr
@@ -80,7 +87,7 @@ async def test_responses_instructions_are_system_instructions(span_exporter, set
         {"role": "user", "parts": [{"type": "text", "content": S.RESP_QUESTION}]}]
     assert json.loads(attrs.pop(sc.GEN_AI_OUTPUT_MESSAGES)) == [
         {"role": "assistant", "parts": [{"type": "text", "content": S.RESP_ANSWER}], "finish_reason": "stop"}]
-    assert attrs == BASIC
+    assert attrs == _basic()
 
 
 @pytest.mark.vcr
@@ -182,6 +189,7 @@ async def test_responses_parse(span_exporter, is_async):
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: 16,
         sc.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 0,
         sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: 0,
+        sc.SYSTEM_PROMPT_HASH: _content.content_hash("Extract the event information."),  # a system input item
     }
 
 
@@ -190,4 +198,4 @@ async def test_responses_parse(span_exporter, is_async):
 async def test_responses_with_raw_response(span_exporter, is_async):
     raw = await _run("responses_basic", is_async, method="responses.with_raw_response.create")
     assert raw.parse().output_text == S.RESP_ANSWER
-    assert S.attrs(_span(span_exporter, "o4-mini")) == BASIC
+    assert S.attrs(_span(span_exporter, "o4-mini")) == _basic()
