@@ -10,6 +10,7 @@ from opentelemetry import trace
 from .. import _semconv as sc
 from .._metrics import GenAIMetrics
 from .._version import __version__
+from ._prompts import PromptTemplates
 from ._streams import PendingChats
 from ._tree import SpanTree
 
@@ -114,8 +115,10 @@ class Telemetry:
         self.metrics = GenAIMetrics(meter_provider)
         self.tree = SpanTree()
         self.pending_chats = PendingChats()
+        self.templates = PromptTemplates()  # prompt templates announced by predict-like calls
 
     def close(self) -> None:
         """End whatever is still open (uninstrument): no span may be left unended."""
         self.tree.clear()
         self.pending_chats.clear()
+        self.templates.clear()

@@ -25,6 +25,7 @@ from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.response.schema import AsyncStreamingResponse, StreamingResponse
 from llama_index.core.chat_engine.types import BaseChatEngine, StreamingAgentChatResponse
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events.llm import LLMPredictStartEvent, LLMStructuredPredictStartEvent
 from llama_index.core.instrumentation.events.rerank import ReRankStartEvent
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
@@ -78,6 +79,10 @@ _RERANK_METHODS = frozenset({"_postprocess_nodes", "postprocess_nodes", "apostpr
 _CHAT_METHODS = frozenset({"chat", "achat", "stream_chat", "astream_chat"})
 _TOOL_METHODS = frozenset({"call", "acall", "__call__"})
 _WRITER_METHODS = frozenset({"write_response_to_history", "awrite_response_to_history"})
+
+# Events announcing the prompt template of the LLM call about to run in their span.
+_TEMPLATE_EVENTS = (LLMPredictStartEvent, LLMStructuredPredictStartEvent)
+_HANDLED_EVENTS = frozenset({ReRankStartEvent, *_TEMPLATE_EVENTS})
 
 _UUID_SUFFIX = 37  # the dispatcher's span ids end in "-" + a 36-character uuid4
 _MAX_CLASSIFIED = 4096
@@ -197,6 +202,8 @@ class DispatcherLogic:
         kind = self.kind_of(instance, span_id)
         if kind is None:
             tree.enter_untraced(span_id, parent_id)
+            if self.tel.templates.pending:  # inside a predict-like call: its LLM calls may be deeper
+                self.tel.templates.inherit(span_id, parent_id)
             return
         parent, parent_node, current = tree.resolve(parent_id)
         if parent_node is not None and parent_node.owner is instance and parent_node.kind == kind \
@@ -235,6 +242,8 @@ class DispatcherLogic:
         return span, start.data
 
     def exit(self, span_id: str, instance: Any, result: Any) -> None:
+        if self.tel.templates.pending:
+            self.tel.templates.forget(span_id)
         node = self.tel.tree.pop(span_id)
         if node is None:
             return
@@ -251,6 +260,8 @@ class DispatcherLogic:
         end_span(node.span)
 
     def drop(self, span_id: str, err: Optional[BaseException]) -> None:
+        if self.tel.templates.pending:
+            self.tel.templates.forget(span_id)
         node = self.tel.tree.pop(span_id)
         if node is None:
             return
@@ -261,6 +272,9 @@ class DispatcherLogic:
             end_span(node.span, err)
 
     def event(self, event: Any) -> None:
+        if type(event) in _TEMPLATE_EVENTS:
+            self.tel.templates.announce(event.span_id, getattr(event, "template", None))
+            return
         if type(event) is ReRankStartEvent:
             node = self.tel.tree.get(event.span_id)
             if node is not None and node.kind == RERANK and node.span is not None:
@@ -571,7 +585,7 @@ class InstrumentorsEventHandler(BaseEventHandler):
         return "InstrumentorsEventHandler"
 
     def handle(self, event: Any, **kwargs: Any) -> None:
-        if type(event) is not ReRankStartEvent:  # the only event we read; the rest cost one test
+        if type(event) not in _HANDLED_EVENTS:  # the few events we read; the rest cost one look-up
             return
         try:
             self.__pydantic_private__["_instrumentors_logic"].event(event)

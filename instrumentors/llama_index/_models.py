@@ -38,6 +38,7 @@ from .._spans import (
 )
 from . import _readers as rd
 from ._common import LIBRARY, OWNER_KEY, Telemetry, fields, provider_name, server_attributes
+from ._prompts import llm_prompt_attributes
 from ._streams import CurrentAsyncStream, CurrentStream
 
 # method -> (gen_ai.operation.name, returns a stream, is a coroutine function)
@@ -288,7 +289,8 @@ def start_llm(tel: Telemetry, instance: Any, method: str, args: tuple, kwargs: d
     if _skip(instance, current):
         return None
     op, stream, _is_async = LLM_METHODS[method]
-    parent, _node, _current = tel.tree.resolve(active_span_id.get())
+    dispatcher_parent = active_span_id.get()
+    parent, _node, _current = tel.tree.resolve(dispatcher_parent)
     model = model_name(instance)
     base = {
         sc.GEN_AI_OPERATION_NAME: op,
@@ -311,11 +313,14 @@ def start_llm(tel: Telemetry, instance: Any, method: str, args: tuple, kwargs: d
         messages = list(messages or ())
         texts = rd.message_texts(messages)
         capture = json_value(rd.input_messages(messages)) if get_config().capture_content else None
+        attrs.update(llm_prompt_attributes(tel.templates, dispatcher_parent, instance, messages))
     else:
         prompt = args[0] if args else kwargs.get("prompt")
         texts = [prompt] if isinstance(prompt, str) and prompt else []
         capture = json_value([{"role": "user", "parts": [{"type": "text", "content": prompt}]}]) \
             if get_config().capture_content and isinstance(prompt, str) else None
+        if tel.templates.pending:
+            attrs.update(llm_prompt_attributes(tel.templates, dispatcher_parent, instance, None))
     attrs[sc.GEN_AI_INPUT_MESSAGES] = capture
 
     links = None

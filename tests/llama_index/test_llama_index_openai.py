@@ -14,6 +14,7 @@ from opentelemetry.trace import SpanKind
 pytest.importorskip("llama_index.llms.openai")
 
 import li_scenarios as S  # noqa: E402
+from instrumentors import _content  # noqa: E402
 from instrumentors import _semconv as sc  # noqa: E402
 from instrumentors.openai import OpenAIInstrumentor  # noqa: E402
 
@@ -56,6 +57,12 @@ CHAT_REQUEST = {
 }
 
 
+def _chat_request() -> dict:
+    """CHAT_REQUEST plus the fingerprint of the actual system message (computed at call
+    time: the hash is keyed per installation)."""
+    return {**CHAT_REQUEST, sc.SYSTEM_PROMPT_HASH: _content.content_hash(S.SYSTEM)}
+
+
 @pytest.mark.default_cassette("chat.yaml")
 def test_chat_without_openai_instrumentor(li, spans, is_async):
     response = _run("chat", is_async)
@@ -65,7 +72,7 @@ def test_chat_without_openai_instrumentor(li, spans, is_async):
     span = tree.one("chat gpt-4o-mini")
     assert span.kind is SpanKind.CLIENT
     assert dict(span.attributes) == {
-        **CHAT_REQUEST,
+        **_chat_request(),
         sc.GEN_AI_REQUEST_STREAM: False,
         sc.GEN_AI_RESPONSE_ID: "chatcmpl-li-chat",
         sc.GEN_AI_RESPONSE_MODEL: S.RESPONSE_MODEL,
@@ -96,6 +103,9 @@ def test_chat_with_openai_instrumentor_nests_and_counts_usage_once(li, openai_on
     assert outer.attributes[sc.USAGE_OUTPUT_TOKENS] == 8
     total = sum(s.attributes.get(sc.GEN_AI_USAGE_INPUT_TOKENS, 0) for s in tree.spans)
     assert total == 24
+    # Both spans fingerprint the same system message the same way.
+    assert outer.attributes[sc.SYSTEM_PROMPT_HASH] == inner.attributes[sc.SYSTEM_PROMPT_HASH] \
+        == _content.content_hash(S.SYSTEM)
 
 
 @pytest.mark.default_cassette("chat.yaml")
@@ -127,7 +137,7 @@ def test_stream_chat_with_usage_chunk(li, openai_on, spans, capture, is_async):
         {"role": "assistant", "parts": [{"type": "text", "content": "Paris is the capital."}],
          "finish_reason": "stop"}]
     assert attrs == {
-        **CHAT_REQUEST,
+        **_chat_request(),
         sc.GEN_AI_REQUEST_STREAM: True,
         sc.GEN_AI_RESPONSE_ID: "chatcmpl-li-stream",
         sc.GEN_AI_RESPONSE_MODEL: S.RESPONSE_MODEL,

@@ -8,9 +8,11 @@ import json
 
 import pytest
 from llama_index.core.llms.mock import MockLLM
+from llama_index.core.prompts.default_prompts import DEFAULT_TEXT_QA_PROMPT_TMPL
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
+from instrumentors import _content
 from instrumentors import _semconv as sc
 from li_helpers import CORPUS, QUESTION, build_index
 
@@ -118,6 +120,8 @@ def test_query_engine_span_tree_and_attributes(li, spans, span_exporter, tracer_
         sc.SPAN_KIND: sc.KIND_LLM,
         sc.LIBRARY: "llama_index",
         sc.COMPONENT: "MockLLM",
+        # the synthesizer's text_qa_template (MockLLM is no chat model: the default template)
+        sc.PROMPT_TEMPLATE_HASH: _content.content_hash(DEFAULT_TEXT_QA_PROMPT_TMPL),
     }
 
 
