@@ -9,6 +9,9 @@
    the prompt before start, produce the completion before end) on a bare span, and, if
    the OpenAI instrumentor is importable, a real ``chat.completions.create`` through an
    in-process fake transport. Prompts of 1 KB and 8 KB quoting 5 of 10 retrieved documents.
+   Keyed digests (the default) vs ``digest_key="off"``: consume() of an 8 KB prompt and
+   the word-id step alone, per KB, warm word cache (the usual case) and cold (every word
+   hashed with blake2b: the first sight of a vocabulary).
 3. Memory after 1,000,000 registrations with the default bounds (10,000 outputs,
    320,000 keys, 900 s): registry size and process RSS growth.
 
@@ -124,6 +127,42 @@ def matching_cost(counts: tuple, calls: int, rounds: int = 7) -> None:
     print(f"   flatness: max/min us-per-KB across counts = {max(per_kb) / min(per_kb):.2f}")
     setups.clear()
     PENDING.clear()
+
+
+def digest_key_cost(calls: int, rounds: int = 7) -> None:
+    print("\n1b. keyed digests vs digest_key='off' (8 KB prompt, 10 registered docs, one trace)")
+    tracer = null_provider().get_tracer("bench")
+    docs = [words(60) for _ in range(10)]
+    large = prompt_with(docs[:5], 8)
+    settings = (("off", "off"), ("keyed", "bench secret"))
+    best = {name: [float("inf")] * 3 for name, _ in settings}
+    for _ in range(rounds):
+        for name, secret in settings:
+            configure(digest_key=secret)
+            REGISTRY.clear()
+            with tracer.start_as_current_span("request") as root:
+                span = tracer.start_span("retrieve")
+                produce(span, [Produced(d, "document", f"d{i}", i) for i, d in enumerate(docs)])
+                span.end()
+            ctx = trace.set_span_in_context(root)
+            whole = best_us(lambda: consume([large], ctx), calls // 4, repeats=1)
+            ids = best_us(lambda: fingerprint.word_ids(large), calls // 4, repeats=1)
+
+            def cold() -> None:
+                fingerprint._word_cache[1].clear()
+                fingerprint.word_ids(large)
+
+            cold_us = best_us(cold, calls // 20, repeats=1)
+            best[name] = [min(best[name][0], whole), min(best[name][1], ids), min(best[name][2], cold_us)]
+            PENDING.clear()
+    configure()
+    REGISTRY.clear()
+    print(f"{'digests':>8} {'consume us/KB':>14} {'word ids us/KB':>15} {'cold word ids us/KB':>20}")
+    for name, _ in settings:
+        print(f"{name:>8} {best[name][0] / 8:>14.2f} {best[name][1] / 8:>15.2f} {best[name][2] / 8:>20.2f}")
+    off, keyed = best["off"], best["keyed"]
+    print(f"   keyed/off: consume {keyed[0] / off[0]:.3f}x, word ids {keyed[1] / off[1]:.3f}x (warm), "
+          f"{keyed[2] / off[2]:.2f}x (cold)")
 
 
 # --- 2. overhead per generation span ---------------------------------------------------------
@@ -266,6 +305,7 @@ def main(argv: list) -> None:
     saved = _config.get_config()
     try:
         matching_cost((10, 1_000, 100_000), calls)
+        digest_key_cost(calls)
         span_overhead(calls)
         memory(100_000 if args.quick else 1_000_000)
     finally:
