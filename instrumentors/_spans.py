@@ -9,6 +9,7 @@ live in this code, so it exists once and is tested once.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -243,12 +244,14 @@ class _StreamState:
     """Everything needed to finish a stream's span, held apart from the proxy so a
     ``weakref.finalize`` on the proxy can finish it without keeping the proxy alive."""
 
-    __slots__ = ("span", "observer", "done", "first_item_ns", "start_ns", "items", "lock", "__weakref__")
+    __slots__ = ("span", "observer", "done", "busy", "first_item_ns", "start_ns", "items", "lock", "__weakref__")
 
     def __init__(self, span: Span, observer: StreamObserver, start_ns: int) -> None:
         self.span = span
         self.observer = observer
         self.done = False
+        #: the proxy is driving the wrapped stream (next/close/exit) and finishes it itself
+        self.busy = False
         self.first_item_ns: Optional[int] = None
         self.start_ns = start_ns
         self.items = 0
@@ -279,8 +282,44 @@ class _StreamState:
         end_span(self.span, exc)
 
 
+    def closed_underneath(self) -> None:
+        """The resource under the stream was closed by someone other than the proxy (a
+        library helper closing the HTTP response directly): the stream is over."""
+        if not self.busy:
+            self.finish("closed")
+
+
 def _finish_abandoned(state: _StreamState) -> None:
     state.finish("abandoned")
+
+
+def _end_when_closed(resource: Any, state: _StreamState) -> None:
+    """Make ``resource.close()`` / ``resource.aclose()`` (the HTTP response under an
+    openai ``Stream``) also end the stream's span: an instance attribute wraps the bound
+    method, which keeps its result and exceptions. Why: SDK helpers such as openai's
+    ``.stream()`` managers close the response directly, bypassing the stream object we
+    proxy; without this the span would end only when the stream is garbage-collected.
+    Closes that happen while our proxy is itself reading or closing (the SDK closes the
+    response as it reaches the end of the body) are left to the proxy, which knows
+    whether the stream was exhausted, closed or failed."""
+    close = getattr(resource, "close", None)
+    if close is not None and not inspect.iscoroutinefunction(close):
+        def closing(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return close(*args, **kwargs)
+            finally:
+                state.closed_underneath()
+
+        resource.close = closing
+    aclose = getattr(resource, "aclose", None)
+    if aclose is not None and inspect.iscoroutinefunction(aclose):
+        async def aclosing(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await aclose(*args, **kwargs)
+            finally:
+                state.closed_underneath()
+
+        resource.aclose = aclosing
 
 
 class TracedStream(wrapt.ObjectProxy):
@@ -307,24 +346,36 @@ class TracedStream(wrapt.ObjectProxy):
         if self._self_iter is None:
             wrapped = self.__wrapped__
             self._self_iter = wrapped if hasattr(wrapped, "__next__") else iter(wrapped)
+        state.busy = True
         try:
             item = next(self._self_iter)
         except StopIteration:
+            state.busy = False
             state.finish("exhausted")
             raise
         except BaseException as exc:  # GeneratorExit/KeyboardInterrupt too: the span must end
+            state.busy = False
             state.finish("error", exc)
             raise
+        state.busy = False
         state.item(item)
         return item
 
+    def end_when_closed(self, resource: Any) -> None:
+        """Closing ``resource`` (what the wrapped stream reads from) directly also ends
+        this stream's span; see :func:`_end_when_closed`."""
+        _end_when_closed(resource, self._self_state)
+
     # explicit stop ---------------------------------------------------------------------
     def close(self) -> Any:
+        state = self._self_state
+        state.busy = True
         try:
             close = getattr(self.__wrapped__, "close", None)
             return close() if close is not None else None
         finally:
-            self._self_state.finish("closed")
+            state.busy = False
+            state.finish("closed")
 
     def __enter__(self) -> "TracedStream":
         enter = getattr(self.__wrapped__, "__enter__", None)
@@ -333,14 +384,17 @@ class TracedStream(wrapt.ObjectProxy):
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        state = self._self_state
+        state.busy = True
         try:
             exit_ = getattr(self.__wrapped__, "__exit__", None)
             return exit_(exc_type, exc, tb) if exit_ is not None else None
         finally:
+            state.busy = False
             if exc is not None and not isinstance(exc, GeneratorExit):
-                self._self_state.finish("error", exc)
+                state.finish("error", exc)
             else:
-                self._self_state.finish("closed")
+                state.finish("closed")
 
     def __reduce_ex__(self, protocol: int) -> Any:  # proxies of live streams are not picklable
         raise TypeError("cannot pickle a stream")
@@ -365,45 +419,47 @@ class TracedAsyncStream(wrapt.ObjectProxy):
         if self._self_iter is None:
             wrapped = self.__wrapped__
             self._self_iter = wrapped if hasattr(wrapped, "__anext__") else wrapped.__aiter__()
+        state.busy = True
         try:
             item = await self._self_iter.__anext__()
         except StopAsyncIteration:
+            state.busy = False
             state.finish("exhausted")
             raise
         except BaseException as exc:  # CancelledError too
+            state.busy = False
             state.finish("error", exc)
             raise
+        state.busy = False
         state.item(item)
         return item
 
-    async def aclose(self) -> Any:
+    def end_when_closed(self, resource: Any) -> None:
+        """See :meth:`TracedStream.end_when_closed`."""
+        _end_when_closed(resource, self._self_state)
+
+    async def _close_with(self, names: tuple) -> Any:
+        state = self._self_state
+        state.busy = True
         try:
-            aclose = getattr(self.__wrapped__, "aclose", None)
-            if aclose is None:
-                aclose = getattr(self.__wrapped__, "close", None)
-            if aclose is not None:
-                result = aclose()
-                if hasattr(result, "__await__"):
-                    result = await result
-                return result
+            for name in names:
+                close = getattr(self.__wrapped__, name, None)
+                if close is not None:
+                    result = close()
+                    if hasattr(result, "__await__"):
+                        result = await result
+                    return result
             return None
         finally:
-            self._self_state.finish("closed")
+            state.busy = False
+            state.finish("closed")
+
+    async def aclose(self) -> Any:
+        return await self._close_with(("aclose", "close"))
 
     async def close(self) -> Any:
         """openai's ``AsyncStream.close()`` is a coroutine; mirror it."""
-        try:
-            close = getattr(self.__wrapped__, "close", None)
-            if close is None:
-                close = getattr(self.__wrapped__, "aclose", None)
-            if close is not None:
-                result = close()
-                if hasattr(result, "__await__"):
-                    result = await result
-                return result
-            return None
-        finally:
-            self._self_state.finish("closed")
+        return await self._close_with(("close", "aclose"))
 
     async def __aenter__(self) -> "TracedAsyncStream":
         enter = getattr(self.__wrapped__, "__aenter__", None)
@@ -412,14 +468,17 @@ class TracedAsyncStream(wrapt.ObjectProxy):
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> Any:
+        state = self._self_state
+        state.busy = True
         try:
             exit_ = getattr(self.__wrapped__, "__aexit__", None)
             return (await exit_(exc_type, exc, tb)) if exit_ is not None else None
         finally:
+            state.busy = False
             if exc is not None and not isinstance(exc, GeneratorExit):
-                self._self_state.finish("error", exc)
+                state.finish("error", exc)
             else:
-                self._self_state.finish("closed")
+                state.finish("closed")
 
     def __reduce_ex__(self, protocol: int) -> Any:
         raise TypeError("cannot pickle a stream")

@@ -17,7 +17,8 @@ What ``request`` returns decides how the span ends:
 
 * a parsed object -> attributes from it, span ends now;
 * ``Stream``/``AsyncStream`` -> a :class:`TracedStream` proxy that ends the span however
-  the stream stops;
+  the stream stops, including an SDK helper (the ``.stream()`` managers) closing the HTTP
+  response directly;
 * a raw response (``.with_raw_response`` / ``.with_streaming_response``) -> the same
   object is returned untouched; if its body is already read we decode it, otherwise the
   httpx response's byte stream is tapped so the span ends when the body is consumed,
@@ -198,7 +199,15 @@ class _Call:
                 return result
             if isinstance(result, _STREAM_TYPES):
                 proxy = TracedAsyncStream if is_async else TracedStream
-                return proxy(result, self.span, _ChunkObserver(self), start_ns=self.start_ns)
+                traced = proxy(result, self.span, _ChunkObserver(self), start_ns=self.start_ns)
+                # SDK helpers (``.stream()`` managers) close the HTTP response, not the Stream
+                http = getattr(result, "response", None)
+                if http is not None:
+                    try:
+                        traced.end_when_closed(http)
+                    except Exception as exc:  # noqa: BLE001 - the span still ends at close/GC
+                        report_internal_error("openai.stream_close_hook", exc)
+                return traced
             http = _http_response(result)
             if http is not None:
                 self._raw(http, is_async)

@@ -128,7 +128,7 @@ async def test_exception_mid_stream(span_exporter, is_async):
         else:
             for chunk in stream:
                 received.append(chunk)
-    assert len(received) == 2
+    assert len(received) == 2, repr(excinfo.value)
     span = _ended(span_exporter, "error", StatusCode.ERROR)
     assert span.attributes[sc.ERROR_TYPE] == type(excinfo.value).__qualname__
     assert span.attributes[sc.STREAM_CHUNK_COUNT] == 2
@@ -283,6 +283,39 @@ async def test_stream_helper_left_early_ends_once_collected(span_exporter, is_as
             gc.collect()
     span = S.only_span(span_exporter)
     assert span.attributes[sc.STREAM_ENDED_BY] in ("closed", "abandoned")
+
+
+async def test_stream_helper_left_early_ends_at_with_exit(span_exporter, is_async):
+    """The helper closes the HTTP response directly (not the Stream we proxy): the span
+    must end right there, not whenever the still-referenced stream is collected."""
+    client = _client(is_async)
+    kwargs = {k: v for k, v in SCENARIO.kwargs.items() if k != "stream"}
+    manager = client.chat.completions.stream(**kwargs) if hasattr(client.chat.completions, "stream") \
+        else client.beta.chat.completions.stream(**kwargs)
+    if is_async:
+        async with manager as stream:
+            async for _ in stream:
+                break
+            assert span_exporter.get_finished_spans() == ()
+    else:
+        with manager as stream:
+            for _ in stream:
+                break
+            assert span_exporter.get_finished_spans() == ()
+    span = _ended(span_exporter, "closed")  # `stream` and `manager` are still referenced
+    assert span.attributes[sc.STREAM_CHUNK_COUNT] == 1
+    assert stream is not None and manager is not None
+
+
+async def test_response_closed_directly_ends_span(span_exporter, is_async):
+    stream = await _stream(is_async)
+    await _next(stream, is_async)
+    if is_async:
+        await stream.response.aclose()
+    else:
+        stream.response.close()
+    span = _ended(span_exporter, "closed")
+    assert span.attributes[sc.STREAM_CHUNK_COUNT] == 1
 
 
 async def test_streaming_response_with_a_non_json_body(span_exporter, caplog, is_async):
