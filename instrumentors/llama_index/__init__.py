@@ -14,6 +14,10 @@ Two mechanisms, each where it fits (see the module docstrings for why):
 * ``_patches``/``_models``: LLM and embedding methods are wrapped at the call site so
   their span is current while the provider client runs (and while a stream is read), as
   the double-span rule with the OpenAI instrumentor needs.
+* ``_tools``: tool calls (``BaseTool.__call__``/``call``/``acall``) are wrapped the same
+  way, so the ``execute_tool`` span is current while the tool body runs (a raw OpenAI
+  call or a user's span inside a ``FunctionTool`` nests under it); ``_scopes`` does the
+  same for the bodies LlamaIndex runs inside its own callback-manager scopes.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@ spans: query engines, retrievers, node postprocessors/rerankers, response synthe
 chat engines, tools, agents and workflows. Every other call still gets a lightweight
 node in the :class:`~._tree.SpanTree` so descendants find their parent. LLM and
 embedding calls are left to the call-site wrappers (``_models``), which need to make
-their span current.
+their span current. Tool spans are started by their call-site wrapper (``_tools``), which
+makes them current, and adopted here in ``span_enter``.
 
 Calls that return a stream keep their span open past ``span_exit`` (see ``_streams``).
 Everything here is fail-open: the dispatcher swallows handler errors anyway, but we log
@@ -44,6 +45,7 @@ from .._spans import end_span, report_internal_error, set_attributes, start_span
 from . import _readers as rd
 from ._common import LIBRARY, Telemetry, fields
 from ._streams import traced_chat_stream, traced_response_stream
+from ._tools import adopt
 from ._tree import Node
 
 try:  # workflows (and the agents built on them) exist in every supported version
@@ -196,6 +198,10 @@ class DispatcherLogic:
         self._kinds[key] = kind
         return kind
 
+    def kind_for(self, instance: Any, method: str) -> Optional[str]:
+        """The kind of ``instance.method`` for a call-site wrapper (no dispatcher id yet)."""
+        return _classify(type(instance), method) if instance is not None else None
+
     # -- dispatcher callbacks --------------------------------------------------------------
     def enter(self, span_id: str, bound_args: Any, instance: Any, parent_id: Optional[str]) -> None:
         tree = self.tel.tree
@@ -214,18 +220,26 @@ class DispatcherLogic:
         if kind == CHAT_WRITER:
             tree.add(span_id, Node(parent, current, kind=kind, owner=instance))
             return
+        pre = adopt(current, instance, kind)
+        if pre is not None:
+            # Started by the call-site wrapper (``_tools``), which made it current: children
+            # start in the current context, that is, under it.
+            tree.add(span_id, Node(current, current, pre.span, kind, instance, pre.data))
+            return
         if not is_instrumentation_enabled():
             tree.alias(span_id, parent_node)
             return
         try:
-            span, data = self._start(kind, instance, bound_args, parent)
+            span, data = self.start_span(kind, instance, bound_args, parent)
         except Exception as exc:  # noqa: BLE001 - keep the tree whole: children still find their parent
             report_internal_error("llama_index.start." + kind, exc)
             tree.alias(span_id, parent_node)
             return
         tree.add(span_id, Node(trace.set_span_in_context(span, parent), current, span, kind, instance, data))
 
-    def _start(self, kind: str, instance: Any, bound_args: Any, parent: Any) -> tuple:
+    def start_span(self, kind: str, instance: Any, bound_args: Any, parent: Any) -> tuple:
+        """``(span, per-kind data)`` of a traced call; shared by ``span_enter`` and the
+        call-site wrappers that start a span before the dispatcher does (``_tools``)."""
         start = getattr(self, "_start_" + kind)(instance, bound_args)
         links = None
         if start.consumes and get_config().causal_links:
@@ -252,12 +266,20 @@ class DispatcherLogic:
             return
         if node.span is None:
             return
+        self._finish(node, result)
+
+    def _finish(self, node: Node, result: Any) -> None:
         try:
             if getattr(self, "_finish_" + node.kind)(node, result):
                 return  # deferred: a stream ends it
         except Exception as exc:  # noqa: BLE001
             report_internal_error("llama_index.finish." + node.kind, exc)
         end_span(node.span)
+
+    def finish_orphan(self, pre: Any, result: Any) -> None:
+        """Finish and end a call-site span no dispatcher ``span_enter`` adopted."""
+        ctx = trace.set_span_in_context(pre.span)
+        self._finish(Node(ctx, ctx, pre.span, pre.kind, pre.owner, pre.data), result)
 
     def drop(self, span_id: str, err: Optional[BaseException]) -> None:
         if self.tel.templates.pending:
@@ -417,9 +439,11 @@ class DispatcherLogic:
     def _finish_rerank(self, node: Node, result: Any) -> bool:
         nodes = list(result or ())
         cfg = get_config()
+        attrs = rd.score_summary(nodes)  # the retrieval.* summary of what the step kept
         documents = rd.documents_json(nodes, cfg)
         if documents is not None:
-            node.span.set_attribute(sc.RERANK_OUTPUT_DOCUMENTS, documents)
+            attrs[sc.RERANK_OUTPUT_DOCUMENTS] = documents
+        node.span.set_attributes(attrs)
         if cfg.causal_links:
             _produce(node.span, rd.produced_documents(nodes))
         return False

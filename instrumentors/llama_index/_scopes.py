@@ -10,7 +10,8 @@ context managers lets us make the span of the running dispatcher call current fo
 exactly that body (attach and detach in one generator frame), so what runs inside (a
 user's own span in a custom retriever, an instrumented vector-store HTTP client, an
 OpenAI client called directly from a custom query engine) nests under the LlamaIndex
-span instead of beside it.
+span instead of beside it. Tools use no such scope; their call sites are wrapped
+instead (``_tools``).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any, Optional
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.base.llms.base import BaseLLM
 from llama_index.core.instrumentation import DispatcherSpanMixin, get_dispatcher
+from llama_index.core.tools.types import BaseTool
 from opentelemetry import trace
 
 from ._common import Telemetry
@@ -14,6 +15,7 @@ from ._handler import DispatcherLogic, InstrumentorsEventHandler, InstrumentorsS
 from ._models import EMBEDDING_METHODS, LLM_METHODS, embedding_wrapper, llm_wrapper
 from ._patches import ClassPatcher
 from ._scopes import CallbackScopes
+from ._tools import TOOL_METHODS, ToolCalls, tool_wrapper
 
 
 class Session:
@@ -25,6 +27,8 @@ class Session:
         self.patcher = ClassPatcher(DispatcherSpanMixin)
         self.patcher.add_target(BaseLLM, LLM_METHODS, lambda name: llm_wrapper(self.tel, name))
         self.patcher.add_target(BaseEmbedding, EMBEDDING_METHODS, lambda name: embedding_wrapper(self.tel, name))
+        self.tool_calls = ToolCalls(self.tel, self.logic)
+        self.patcher.add_target(BaseTool, TOOL_METHODS, lambda name: tool_wrapper(self.tool_calls, name))
         self.scopes = CallbackScopes(self.tel)
         self.dispatcher = get_dispatcher()  # the root: every other dispatcher propagates to it
 

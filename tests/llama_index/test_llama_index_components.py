@@ -49,7 +49,13 @@ def test_postprocessor_and_reranker_in_a_query(li, spans, span_exporter):
         sc.SPAN_KIND: sc.KIND_RERANKER, sc.LIBRARY: "llama_index", sc.COMPONENT: "SimilarityPostprocessor",
         sc.RERANK_INPUT_DOCUMENTS: json.dumps(_docs(retrieved), separators=(",", ":")),
         sc.RERANK_OUTPUT_DOCUMENTS: json.dumps(_docs(kept), separators=(",", ":")),
+        # the retrieval.* summary of the nodes the step kept (3 of 4, scores >= 0.3)
+        sc.RETRIEVAL_DOCUMENT_COUNT: 3,
+        sc.RETRIEVAL_TOP_SCORE: pytest.approx(0.83666, abs=1e-6),
+        sc.RETRIEVAL_LOWEST_SCORE: pytest.approx(0.338062, abs=1e-6),
+        sc.RETRIEVAL_SCORE_ORDER: "higher_is_better",
     }
+    assert len(retrieved) == 4 and len(kept) == 3
     rerank = tree.one("rerank KeywordRerank")
     assert [n.node.node_id for n in response.source_nodes] == ["doc-paris", "doc-seine"]
     assert dict(rerank.attributes) == {
@@ -58,6 +64,10 @@ def test_postprocessor_and_reranker_in_a_query(li, spans, span_exporter):
         sc.GEN_AI_REQUEST_TOP_K: 2,
         sc.RERANK_INPUT_DOCUMENTS: json.dumps(_docs(kept), separators=(",", ":")),
         sc.RERANK_OUTPUT_DOCUMENTS: json.dumps(_docs(response.source_nodes), separators=(",", ":")),
+        sc.RETRIEVAL_DOCUMENT_COUNT: 2,
+        sc.RETRIEVAL_TOP_SCORE: 0.9,  # KeywordRerank's own scores, not the retrieval's
+        sc.RETRIEVAL_LOWEST_SCORE: 0.3,
+        sc.RETRIEVAL_SCORE_ORDER: "higher_is_better",
     }
 
 
