@@ -3,6 +3,7 @@
     python benchmarks/bench_store.py            # 100k spans
     python benchmarks/bench_store.py --full     # 100k and 1M spans (about a minute more)
     python benchmarks/bench_store.py --batch 2048   # another export batch size
+    python benchmarks/bench_store.py --blame    # only blame() over 5,000 judged traces (median of 3)
 
 Spans are seed-shaped RAG traces (8 spans: pipeline root, query rewriter, embeddings,
 retrieval with documents JSON, context assembler with causal links, generator, validator,
@@ -198,6 +199,26 @@ def _load() -> float:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
 
+def run_blame(total: int, directory: str, repeats: int = 3) -> None:
+    """Only ``blame()`` over the newest 5,000 judged traces of the same store (the
+    ingest is not reported): the quick loop when working on blame."""
+    path = os.path.join(directory, f"bench-{total}.db")
+    ingest(path, total)
+    store = TraceStore(path)
+    samples = []
+    report = None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        report = store.blame(max_traces=5000)
+        samples.append(time.perf_counter() - start)
+    print(f"== {total:,} spans, load average {_load():.1f} on {os.cpu_count()} CPUs ==")
+    print(f"  {'blame() over 5,000 judged traces':36} {statistics.median(samples) * 1000:8.1f} ms median of {repeats} "
+          f"({', '.join(f'{s * 1000:.0f}' for s in samples)} ms; {report['negative']} negative, "
+          f"{report['positive']} positive, {len(report['findings'])} findings)")
+    store.close()
+    _remove(path)
+
+
 def run(total: int, directory: str) -> None:
     path = os.path.join(directory, f"bench-{total}.db")
     load_before = _load()
@@ -244,12 +265,13 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="also run the 1M-span case")
     parser.add_argument("--dir", help="where to put the store files (default: a temp dir)")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"spans per export() call (default {BATCH})")
+    parser.add_argument("--blame", action="store_true", help="only time blame() over 5,000 judged traces")
     args = parser.parse_args()
     BATCH = args.batch
     directory = args.dir or tempfile.mkdtemp(prefix="bench-store-")
     sizes = [100_000] + ([1_000_000] if args.full else [])
     for total in sizes:
-        run(total, directory)
+        (run_blame if args.blame else run)(total, directory)
 
 
 if __name__ == "__main__":

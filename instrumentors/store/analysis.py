@@ -101,9 +101,11 @@ def documents(span: Mapping) -> list:
             parsed = None
         if isinstance(parsed, list):
             for rank, entry in enumerate(parsed):
-                if not isinstance(entry, Mapping):
+                if not (isinstance(entry, dict) or isinstance(entry, Mapping)):  # dict first: ABC checks are slow
                     continue
-                meta = entry.get("metadata") if isinstance(entry.get("metadata"), Mapping) else {}
+                meta = entry.get("metadata")
+                if not (isinstance(meta, dict) or isinstance(meta, Mapping)):
+                    meta = {}
                 doc_id = entry.get("id")
                 if doc_id is None:
                     for key in ("id", "doc_id", "document_id", "source", "chunk_id"):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from functools import partial
 from typing import Any, Mapping, Optional
 
 from .. import _semconv as sc
@@ -85,42 +86,79 @@ class _Features:
 
 
 def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Features:
+    """The features of one trace (``loaded``: :meth:`TraceStore.load` or
+    :meth:`TraceStore.iter_lean` data). Runs once per trace in ``blame()``, so the
+    per-attribute work is kept to a type dispatch and a dict update."""
     spans = loaded["spans"]
     meta = loaded["meta"]
     for span in spans:
         span.setdefault("trace_id", meta["trace_id"])
-    an.rebuild_trace_links(spans)
+    causal = {s["span_id"]: an.causal_links(s) for s in spans}
+    if not any(causal.values()) and an.rebuild_trace_links(spans):
+        causal = {s["span_id"]: an.causal_links(s) for s in spans}
     by_id = {s["span_id"]: s for s in spans}
     children = an.children_index(spans)
     root = an.root_of(spans, meta.get("root_span_id"))
-    on_path = _feeds_output(root, by_id, children) if root is not None else set(by_id)
+    on_path = _feeds_output(root, by_id, children, causal) if root is not None else set(by_id)
     features = _Features()
-    labels = an.step_labels([s for s in spans if not an.is_feedback(s)])
+    categorical = features.categorical
+    numeric = features.numeric
+    not_feedback = [s for s in spans if not an.is_feedback(s)]
+    labels = an.step_labels(not_feedback)
     # documents count as "linked into the answer" where a generation took them in; a
     # pipeline without an instrumented model falls back to every consuming step
-    doc_consumers = [s for s in spans if any(l.get("document_id") for l in an.causal_links(s))]
+    doc_consumers = [s for s in spans if any(l.get("document_id") for l in causal[s["span_id"]])]
     answer_consumers = {s["span_id"] for s in doc_consumers if an.role(s) == sc.KIND_LLM} or {
         s["span_id"] for s in doc_consumers}
-    for span in spans:
-        if an.is_feedback(span) or span["span_id"] not in on_path:
+    skipped = _skip_cache
+    for span in not_feedback:
+        span_id = span["span_id"]
+        if span_id not in on_path:
             continue
-        step = labels[span["span_id"]]
+        step = labels[span_id]
         if span["status"] == "ERROR":
-            features.add_cat(("attr", step, "status", "ERROR"))
+            categorical[("attr", step, "status", "ERROR")] = True
         for key, value in span["attributes"].items():
-            if key in SKIPPED_KEYS or key.startswith("feedback."):
+            skip = skipped.get(key)
+            if skip is None:
+                skip = _skip_key(key)
+            if skip:
                 continue
-            values = value if isinstance(value, (list, tuple)) else (value,)
-            for item in values[:16]:
-                number = an.number(item)
-                if number is not None:
-                    features.add_num(step, key, number)
-                elif isinstance(item, bool):
-                    features.add_cat(("attr", step, key, "true" if item else "false"))
-                elif isinstance(item, str) and 0 < len(item) <= MAX_CATEGORICAL_LENGTH:
-                    features.add_cat(("attr", step, key, item))
-        if span["span_id"] in answer_consumers:
-            for link in an.causal_links(span):
+            kind = type(value)
+            if kind is list or kind is tuple:
+                items = value[:16]
+            elif kind is str or kind is float or kind is int or kind is bool:
+                items = (value,)
+            else:
+                items = value[:16] if isinstance(value, (list, tuple)) else (value,)
+            for item in items:
+                kind = type(item)
+                if kind is float or kind is int:
+                    if kind is float and not math.isfinite(item):
+                        continue
+                    number = float(item)
+                    current = numeric.get((step, key))
+                    if current is None:
+                        numeric[(step, key)] = (number, number)
+                    else:  # the same choice as min()/max(): the first of equal values stays
+                        low, high = current
+                        if number < low or number > high:
+                            numeric[(step, key)] = (number if number < low else low, number if number > high else high)
+                elif kind is str:
+                    if 0 < len(item) <= MAX_CATEGORICAL_LENGTH:
+                        categorical[("attr", step, key, item)] = True
+                elif kind is bool:
+                    categorical[("attr", step, key, "true" if item else "false")] = True
+                else:  # not a JSON scalar (subclasses from a hand-made trace): the general rules
+                    number = an.number(item)
+                    if number is not None:
+                        features.add_num(step, key, number)
+                    elif isinstance(item, bool):
+                        features.add_cat(("attr", step, key, "true" if item else "false"))
+                    elif isinstance(item, str) and 0 < len(item) <= MAX_CATEGORICAL_LENGTH:
+                        features.add_cat(("attr", step, key, item))
+        if span_id in answer_consumers:
+            for link in causal[span_id]:
                 doc = link.get("document_id")
                 if doc:
                     source = by_id.get(link["span_id"])
@@ -137,6 +175,19 @@ def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Featu
                             features.add_cat(("stale", step, which))
                             features.stale_docs.setdefault(("stale", step, which), set()).add(str(doc.get("id")))
     return features
+
+
+#: attribute key -> not a feature (filled as keys are met; keys are a small vocabulary,
+#: bounded so a store with generated key names cannot grow it without limit)
+_skip_cache: dict = {}
+_SKIP_CACHE_MAX = 4096
+
+
+def _skip_key(key: str) -> bool:
+    skip = key in SKIPPED_KEYS or key.startswith("feedback.")
+    if len(_skip_cache) < _SKIP_CACHE_MAX:
+        _skip_cache[key] = skip
+    return skip
 
 
 def _describe(feature: tuple, neg_rate: float, pos_rate: float) -> str:
@@ -201,35 +252,47 @@ def _decimals(value: float) -> int:
 def _best_cut(neg_values: list, pos_values: list, n_neg: int, n_pos: int, op: str) -> Optional[tuple]:
     """(cut, neg_with_count, pos_with_count) separating best for "value < cut" (op lt,
     values = per-trace minima) or "value > cut" (gt, maxima). Among cuts within
-    :data:`CUT_TOLERANCE` of the best split the roundest wins (0.6 rather than 0.6213)."""
+    :data:`CUT_TOLERANCE` of the best split the roundest wins (0.6 rather than 0.6213).
+
+    Candidate cuts: each midpoint between neighbouring distinct values and each value
+    and midpoint rounded to 0-3 decimals; every one is scored (bisect, mapped in C)."""
     neg_sorted, pos_sorted = sorted(neg_values), sorted(pos_values)
     distinct = sorted(set(neg_sorted) | set(pos_sorted))
     if len(distinct) < 2:
         return None
-    candidates = set()
-    for lo, hi in zip(distinct, distinct[1:]):
-        candidates.add((lo + hi) / 2)
-        for digits in range(0, 4):
-            candidates.add(round(lo, digits))
-            candidates.add(round(hi, digits))
-            candidates.add(round((lo + hi) / 2, digits))
-    scored = []
-    for cut in candidates:
-        if op == "lt":
-            a = bisect.bisect_left(neg_sorted, cut)
-            c = bisect.bisect_left(pos_sorted, cut)
-        else:
-            a = len(neg_sorted) - bisect.bisect_right(neg_sorted, cut)
-            c = len(pos_sorted) - bisect.bisect_right(pos_sorted, cut)
-        if a == 0:
-            continue
-        scored.append((a / n_neg - c / n_pos, cut, a, c))
+    mids = [(lo + hi) / 2 for lo, hi in zip(distinct, distinct[1:])]
+    candidates = set(mids)
+    for digits in range(0, 4):
+        candidates.update([round(v, digits) for v in distinct])
+        candidates.update([round(m, digits) for m in mids])
+    if 0.0 in candidates:  # 0.0 == -0.0: keep the sign the pairwise order met first ("-0" prints)
+        candidates.discard(0.0)
+        candidates.add(_first_zero(distinct, mids))
+    cuts = list(candidates)
+    if op == "lt":
+        neg_counts = list(map(partial(bisect.bisect_left, neg_sorted), cuts))
+        pos_counts = list(map(partial(bisect.bisect_left, pos_sorted), cuts))
+    else:
+        n_neg_values, n_pos_values = len(neg_sorted), len(pos_sorted)
+        neg_counts = [n_neg_values - i for i in map(partial(bisect.bisect_right, neg_sorted), cuts)]
+        pos_counts = [n_pos_values - i for i in map(partial(bisect.bisect_right, pos_sorted), cuts)]
+    scored = [(a / n_neg - c / n_pos, cut, a, c) for cut, a, c in zip(cuts, neg_counts, pos_counts) if a]
     if not scored:
         return None
     best = max(d for d, _, _, _ in scored)
     near = [s for s in scored if s[0] >= best - CUT_TOLERANCE]
     diff, cut, a, c = min(near, key=lambda s: (_decimals(s[1]), -s[0], s[1]))
     return cut, a, c
+
+
+def _first_zero(distinct: list, mids: list) -> float:
+    """The first zero (0.0 or -0.0) in the order cuts were once generated pair by pair."""
+    for lo, hi, mid in zip(distinct, distinct[1:], mids):
+        for value in (mid, *(v for digits in range(0, 4) for v in (round(lo, digits), round(hi, digits),
+                                                                       round(mid, digits)))):
+            if value == 0.0:
+                return value
+    return 0.0
 
 
 def blame(store: Any, *, threshold: float = 0.5, filters: Optional[Mapping] = None,
@@ -255,7 +318,7 @@ def blame(store: Any, *, threshold: float = 0.5, filters: Optional[Mapping] = No
                     "findings": [], "note": None}
     per_trace: dict = {}
     negatives, positives = set(), set()
-    for ref, loaded in store.iter_loaded(refs):
+    for ref, loaded in store.iter_lean(refs):
         if allowed is not None and loaded["meta"]["trace_id"] not in allowed:
             continue
         per_trace[ref] = (loaded["meta"]["trace_id"], trace_features(loaded, stale_after_days))
@@ -282,22 +345,24 @@ def blame(store: Any, *, threshold: float = 0.5, filters: Optional[Mapping] = No
             continue
         candidates.append((feature, neg_with, traces & positives))
     for (step, key), values in numeric.items():
-        neg_low = [low for ref, low, _ in values if ref in negatives]
-        if len(neg_low) < min_support:
+        neg_items, pos_items = [], []
+        for item in values:  # every ref of per_trace is on one side
+            (neg_items if item[0] in negatives else pos_items).append(item)
+        if len(neg_items) < min_support:
             continue
-        pos_low = [low for ref, low, _ in values if ref in positives]
-        for op in ("lt", "gt"):
-            if op == "lt":
-                neg_v, pos_v = neg_low, pos_low
-            else:
-                neg_v = [high for ref, _, high in values if ref in negatives]
-                pos_v = [high for ref, _, high in values if ref in positives]
+        for op, at in (("lt", 1), ("gt", 2)):
+            neg_v = [item[at] for item in neg_items]
+            pos_v = [item[at] for item in pos_items]
             best = _best_cut(neg_v, pos_v, n_neg, n_pos, op)
             if best is None:
                 continue
             cut = best[0]
-            neg_with = {ref for ref, low, high in values if ref in negatives and (low < cut if op == "lt" else high > cut)}
-            pos_with = {ref for ref, low, high in values if ref in positives and (low < cut if op == "lt" else high > cut)}
+            if op == "lt":
+                neg_with = {ref for ref, low, _ in neg_items if low < cut}
+                pos_with = {ref for ref, low, _ in pos_items if low < cut}
+            else:
+                neg_with = {ref for ref, _, high in neg_items if high > cut}
+                pos_with = {ref for ref, _, high in pos_items if high > cut}
             if len(neg_with) >= min_support:
                 candidates.append((("num", step, key, op, cut), neg_with, pos_with))
 

@@ -18,7 +18,7 @@ downstream symptom (a wrong answer) is explained by what fed it.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 from .. import _semconv as sc
 from . import analysis as an
@@ -122,18 +122,27 @@ def _walk(root: dict, by_id: dict, children: dict) -> list:
     return order
 
 
-def _feeds_output(root: dict, by_id: dict, children: dict) -> set:
+def _feeds_output(root: dict, by_id: dict, children: dict, causal: Optional[Mapping] = None) -> set:
     """Spans that the final output causally depends on, when the trace has causal links:
     the last step under the root and everything reachable from it through links and
-    children. Without any links every span counts (we cannot tell)."""
-    if not any(an.causal_links(s) for s in by_id.values()):
+    children. Without any links every span counts (we cannot tell).
+
+    ``causal`` (span id -> its causal links) saves recomputing them (blame over
+    thousands of traces has them already)."""
+    if causal is None:
+        causal = {span_id: an.causal_links(s) for span_id, s in by_id.items()}
+    if not any(causal.values()):
         return set(by_id)
     kids = [c for c in children.get(root["span_id"], []) if not an.is_feedback(c)]
     if not kids:
         return set(by_id)
     # the output step: the last direct step that takes part in the causal graph (a
     # logging call after the validator, linked to nothing, is not the output)
-    used = {l["span_id"] for s in by_id.values() for l in an.causal_links(s)}
+    used = {l["span_id"] for links in causal.values() for l in links}
+
+    def _links(span: dict) -> list:
+        links = causal.get(span["span_id"])
+        return an.causal_links(span) if links is None else links
 
     def linked(span: dict) -> bool:
         stack, seen = [span], set()
@@ -142,7 +151,7 @@ def _feeds_output(root: dict, by_id: dict, children: dict) -> set:
             if node["span_id"] in seen:
                 continue
             seen.add(node["span_id"])
-            if node["span_id"] in used or an.causal_links(node):
+            if node["span_id"] in used or _links(node):
                 return True
             stack.extend(children.get(node["span_id"], ()))
         return False
@@ -156,7 +165,7 @@ def _feeds_output(root: dict, by_id: dict, children: dict) -> set:
         if span["span_id"] in reached:
             continue
         reached.add(span["span_id"])
-        stack.extend(by_id[l["span_id"]] for l in an.causal_links(span) if l["span_id"] in by_id)
+        stack.extend(by_id[l["span_id"]] for l in _links(span) if l["span_id"] in by_id)
         stack.extend(c for c in children.get(span["span_id"], []) if not an.is_feedback(c))
     # ancestors of reached spans are containers of the causal path
     for span_id in list(reached):

@@ -399,6 +399,41 @@ class TraceStore:
                 if ref in loaded:
                     yield ref, loaded[ref]
 
+    def iter_lean(self, refs: Sequence[int], chunk: int = 500) -> Iterator[tuple]:
+        """(ref, trace) for many traces with only what ``blame()`` reads: ``meta``
+        (``trace_id``, ``root_span_id``, ``start_ns``) and ``spans`` (ids, parent, name,
+        times, status, parsed attributes, and ``links`` holding only the causal ones,
+        without their attributes). No events, feedback, ISO times or link attributes
+        are decoded: over thousands of traces that decoding was most of the loading."""
+        refs = list(refs)
+        for i in range(0, len(refs), chunk):
+            part = refs[i:i + chunk]
+            marks = ",".join("?" * len(part))
+            metas = {}
+            for ref, trace_id, start, root_span_id in self._rows(
+                    f"SELECT id, trace_id, start_ns, root_span_id FROM traces WHERE id IN ({marks})", part):
+                metas[ref] = {"trace_id": trace_id, "root_span_id": root_span_id,
+                              "start_ns": start if start < schema.NO_START else None}
+            links: dict = {}
+            for span, linked_span_id, link_type, document_id, source_kind in self._rows(
+                    "SELECT span, linked_span_id, link_type, document_id, source_kind FROM links"
+                    f" WHERE trace IN ({marks}) ORDER BY span, pos", part):
+                if link_type or source_kind or document_id:  # analysis.causal_links
+                    links.setdefault(span, []).append({"span_id": linked_span_id, "link_type": link_type,
+                                                       "document_id": document_id, "source_kind": source_kind})
+            spans: dict = {ref: [] for ref in part}
+            loads = json.loads
+            for rowid, trace, span_id, parent, name, start, end, status, attributes in self._rows(
+                    "SELECT id, trace, span_id, parent_span_id, name, start_ns, end_ns, status, attributes"
+                    f" FROM spans WHERE trace IN ({marks}) ORDER BY start_ns, id", part):
+                spans[trace].append({"span_id": span_id, "parent_span_id": parent, "name": name, "start_ns": start,
+                                     "end_ns": end, "status": status, "attributes": loads(attributes),
+                                     "links": links.get(rowid, [])})
+            for ref in part:
+                meta = metas.get(ref)
+                if meta is not None:
+                    yield ref, {"meta": meta, "spans": spans[ref]}
+
     # -- analyses (separate modules) ---------------------------------------------------------
 
     def explain(self, trace_id: Any, *, low_score: float = 0.6, feedback_threshold: float = 0.5,

@@ -148,3 +148,41 @@ def test_blame_output_equals_the_snapshot(varied_store):
     assert (default["negative"], default["positive"]) == (157, 184)
     kinds = {f.get("relation", f["kind"]) for case in expected.values() for f in case["findings"]}
     assert kinds == {"linked", "retrieved", "stale", "attribute"}
+
+
+def _features_equal(a, b) -> bool:
+    return (list(a.categorical) == list(b.categorical) and list(a.numeric.items()) == list(b.numeric.items())
+            and a.stale_docs == b.stale_docs)
+
+
+def test_lean_loading_gives_the_features_of_fully_loaded_traces(varied_store, set_config):
+    """blame() reads traces with iter_lean (no events, feedback, link attributes): per
+    trace it must see the same features as from TraceStore.load(), in the same order,
+    also for a trace whose causal links are rebuilt from fingerprint digests."""
+    from instrumentors import causal
+
+    set_config(causal_links=True)
+    provider = TracerProvider(id_generator=SeededIds(3))
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(varied_store)))
+    tracer = provider.get_tracer("split")
+    doc = "Refunds are accepted within thirty days of purchase when the original receipt is shown at the desk."
+    with tracer.start_as_current_span("split pipeline") as root:
+        retrieval = tracer.start_span("retrieval", attributes={sc.SPAN_KIND: sc.KIND_RETRIEVER})
+        causal.produce(retrieval, [causal.Produced(doc, "document", "doc-a", 0, 0.41)])
+        retrieval.end()
+        consumption = causal.consume([f"Context:\n{doc}\nQuestion: shoes?"], trace.set_span_in_context(root))
+        generator = tracer.start_span("generator", attributes={sc.SPAN_KIND: sc.KIND_LLM, **consumption.attributes})
+        generator.end()
+    provider.shutdown()
+    split_id = format(root.get_span_context().trace_id, "032x")
+    with TraceStore(varied_store) as store:
+        refs = [ref for ref, _ in store.traces_with_feedback()] + [store._resolve(split_id)[0]]
+        lean = dict(store.iter_lean(refs, chunk=64))
+        assert list(lean) == refs  # every trace, the one known only from its feedback too
+        assert [s["name"] for s in lean[store._resolve("ab" * 16)[0]]["spans"]] == ["feedback"]
+        for ref, loaded in lean.items():
+            full = store._load_refs([ref])[ref]
+            for stale in (180.0, None):
+                assert _features_equal(trace_features(loaded, stale), trace_features(full, stale)), ref
+        split = trace_features(lean[refs[-1]], 180.0)
+        assert ("linked", "doc-a", "generator", "retrieval") in split.categorical  # rebuilt link
