@@ -220,7 +220,7 @@ class DispatcherLogic:
         if kind == CHAT_WRITER:
             tree.add(span_id, Node(parent, current, kind=kind, owner=instance))
             return
-        pre = adopt(current, instance, kind)
+        pre = adopt(current, instance, kind) if kind == TOOL else None  # only tools are pre-started
         if pre is not None:
             # Started by the call-site wrapper (``_tools``), which made it current: children
             # start in the current context, that is, under it.
