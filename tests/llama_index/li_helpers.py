@@ -9,8 +9,11 @@ from typing import Any, Iterable, List, Optional
 
 from llama_index.core import VectorStoreIndex
 from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
+from llama_index.core.llms.callbacks import llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
@@ -141,3 +144,29 @@ def finish_chat_stream(response: Any, exporter: Any, name: str, timeout: float =
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not any(s.name == name for s in exporter.get_finished_spans()):
         time.sleep(0.005)
+
+
+class ScriptedLLM(CustomLLM):
+    """Answers with the next scripted text (a ReAct agent's thoughts and actions)."""
+
+    script: list = []
+    calls: int = 0
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(model_name="scripted", is_chat_model=False)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        text = self.script[min(self.calls, len(self.script) - 1)]
+        self.calls += 1
+        return CompletionResponse(text=text)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
+        text = self.complete(prompt, formatted=formatted).text
+
+        def gen():
+            yield CompletionResponse(text=text, delta=text)
+
+        return gen()

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import pytest
-from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
-from llama_index.core.llms.callbacks import llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.postprocessor import SimilarityPostprocessor
 from llama_index.core.tools import FunctionTool, QueryEngineTool
@@ -17,7 +13,7 @@ from llama_index.core.workflow import StartEvent, StopEvent, Workflow, step
 from opentelemetry.trace import SpanKind, StatusCode
 
 from instrumentors import _semconv as sc
-from li_helpers import QUESTION, KeywordRerank, build_index
+from li_helpers import QUESTION, KeywordRerank, ScriptedLLM, build_index
 
 
 def _docs(nodes):
@@ -161,32 +157,6 @@ def test_chat_engine(li, spans, span_exporter, capture, mode):
     assert len(llm) == 1
     if mode == "context":
         assert tree.parent(tree.one("retrieval SimpleVectorStore")) is chat
-
-
-class ScriptedLLM(CustomLLM):
-    """Answers with the next scripted text (a ReAct agent's thoughts and actions)."""
-
-    script: list = []
-    calls: int = 0
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name="scripted", is_chat_model=False)
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        text = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        return CompletionResponse(text=text)
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
-        text = self.complete(prompt, formatted=formatted).text
-
-        def gen():
-            yield CompletionResponse(text=text, delta=text)
-
-        return gen()
 
 
 def test_react_agent_with_a_tool(li, spans, span_exporter, tracer_provider):

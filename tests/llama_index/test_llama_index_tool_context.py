@@ -10,10 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llama_index.core.base.llms.types import CompletionResponse, LLMMetadata
 from llama_index.core.instrumentation import get_dispatcher
-from llama_index.core.llms.callbacks import llm_completion_callback
-from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.tools import FunctionTool
 from llama_index.core.tools.types import AsyncBaseTool, BaseTool
 from opentelemetry import trace
@@ -27,6 +24,7 @@ from instrumentors.openai import OpenAIInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "openai"))
 import openai_scenarios as S  # noqa: E402
+from li_helpers import ScriptedLLM  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 
@@ -176,32 +174,6 @@ def test_tool_exception_keeps_object_and_ends_span(li, spans, tracer):
     for span in tree.named("execute_tool exploding"):
         assert span.status.status_code is StatusCode.ERROR
         assert span.attributes[sc.ERROR_TYPE] == "RuntimeError"
-
-
-class ScriptedLLM(CustomLLM):
-    """Answers with the next scripted text (a ReAct agent's thoughts and actions)."""
-
-    script: list = []
-    calls: int = 0
-
-    @property
-    def metadata(self) -> LLMMetadata:
-        return LLMMetadata(model_name="scripted", is_chat_model=False)
-
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        text = self.script[min(self.calls, len(self.script) - 1)]
-        self.calls += 1
-        return CompletionResponse(text=text)
-
-    @llm_completion_callback()
-    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any):
-        text = self.complete(prompt, formatted=formatted).text
-
-        def gen():
-            yield CompletionResponse(text=text, delta=text)
-
-        return gen()
 
 
 def test_agent_tool_body_openai_call_and_user_span_nest(li, openai_on, spans, tracer):
