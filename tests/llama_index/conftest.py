@@ -14,6 +14,7 @@ if _HERE not in sys.path:
     sys.path.insert(0, _HERE)
 
 from instrumentors.llama_index import LlamaIndexInstrumentor  # noqa: E402
+from instrumentors.openai import OpenAIInstrumentor  # noqa: E402
 
 
 @pytest.fixture
@@ -39,3 +40,11 @@ def spans(span_exporter):
     from li_helpers import SpanTree
 
     return lambda: SpanTree(span_exporter.get_finished_spans())
+
+
+@pytest.fixture
+def openai_on(tracer_provider):
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=tracer_provider)
+    yield instrumentor
+    instrumentor.uninstrument()

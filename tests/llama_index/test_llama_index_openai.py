@@ -26,14 +26,6 @@ def is_async(request) -> bool:
     return request.param == "async"
 
 
-@pytest.fixture
-def openai_on(tracer_provider):
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    yield instrumentor
-    instrumentor.uninstrument()
-
-
 def _run(name, is_async):
     llm = S.make_llm(S.SCENARIOS[name])
     return asyncio.run(S.run(name, llm, is_async))

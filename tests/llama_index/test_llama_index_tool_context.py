@@ -20,21 +20,12 @@ import instrumentors
 from instrumentors import _semconv as sc
 from instrumentors.llama_index import _tools
 from instrumentors.llama_index._patches import ModelMethodWrapper
-from instrumentors.openai import OpenAIInstrumentor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "openai"))
 import openai_scenarios as S  # noqa: E402
 from li_helpers import ScriptedLLM  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Say hi."}]
-
-
-@pytest.fixture
-def openai_on(tracer_provider):
-    instrumentor = OpenAIInstrumentor()
-    instrumentor.instrument(tracer_provider=tracer_provider)
-    yield instrumentor
-    instrumentor.uninstrument()
 
 
 @pytest.fixture

@@ -526,3 +526,13 @@ def reply(scenario_name: str) -> Callable:
         return httpx.Response(200, headers={"content-type": scenario.content_type}, content=content)
 
     return handler
+
+
+def everything_written(span) -> str:
+    """Everything a span carries that could hold text (privacy tests search it)."""
+    parts = [span.name, repr(dict(span.attributes)), repr(span.status.description)]
+    for event in span.events:
+        parts.append(event.name + repr(dict(event.attributes)))
+    for link in span.links:
+        parts.append(repr(dict(link.attributes)))
+    return "\n".join(parts)

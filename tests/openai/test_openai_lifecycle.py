@@ -313,15 +313,6 @@ SECRET_TEXTS = [
 ]
 
 
-def _everything_written(span) -> str:
-    parts = [span.name, repr(dict(span.attributes)), repr(span.status.description)]
-    for event in span.events:
-        parts.append(event.name + repr(dict(event.attributes)))
-    for link in span.links:
-        parts.append(repr(dict(link.attributes)))
-    return "\n".join(parts)
-
-
 @pytest.mark.parametrize("name", ["chat_basic", "chat_tools", "chat_tool_result", "chat_stream_usage",
                                   "chat_stream_tools", "responses_basic", "responses_stream", "embeddings_single",
                                   "embeddings_batch", "completions_legacy", "completions_stream"])
@@ -332,7 +323,7 @@ async def test_no_text_anywhere_with_capture_off(instrument, span_exporter, capl
         result = await S.call(client, scenario.method, **scenario.kwargs)
         if scenario.kwargs.get("stream"):
             await S.drain(result)
-    written = "\n".join(_everything_written(s) for s in span_exporter.get_finished_spans()) + caplog.text
+    written = "\n".join(S.everything_written(s) for s in span_exporter.get_finished_spans()) + caplog.text
     assert span_exporter.get_finished_spans()
     leaked = [t for t in SECRET_TEXTS if t in written]
     assert leaked == []

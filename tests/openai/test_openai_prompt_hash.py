@@ -19,16 +19,6 @@ DEVELOPER = "Never mention competitors."
 PART = "Cite the source document id."
 
 
-def _written(span) -> str:
-    """Everything a span carries that could hold text."""
-    parts = [span.name, repr(dict(span.attributes)), repr(span.status.description)]
-    for event in span.events:
-        parts.append(event.name + repr(dict(event.attributes)))
-    for link in span.links:
-        parts.append(repr(dict(link.attributes)))
-    return "\n".join(parts)
-
-
 async def _chat(is_async: bool, messages: list, scenario: str = "chat_basic", **kwargs):
     client = S.mock_client(S.reply(scenario), is_async)
     result = await S.call(client, "chat.completions.create", model=S.CHAT_MODEL, messages=messages, **kwargs)
@@ -59,7 +49,7 @@ async def test_chat_system_and_developer_messages_hashed_with_capture_off(span_e
     span = S.only_span(span_exporter)
     assert span.name == "chat gpt-4o-mini"
     assert span.attributes[sc.SYSTEM_PROMPT_HASH] == _content.content_hash(f"{SYSTEM_A}\n{DEVELOPER}\n{PART}")
-    written = _written(span)
+    written = S.everything_written(span)
     for text in (SYSTEM_A, DEVELOPER, PART, S.QUESTION):
         assert text not in written
     assert sc.GEN_AI_SYSTEM_INSTRUCTIONS not in span.attributes
@@ -83,7 +73,7 @@ async def test_chat_stream_has_the_same_hash(span_exporter, is_async):
     assert span.attributes[sc.GEN_AI_REQUEST_STREAM] is True
     assert span.attributes[sc.STREAM_ENDED_BY] == "exhausted"
     assert span.attributes[sc.SYSTEM_PROMPT_HASH] == _content.content_hash(SYSTEM_A)
-    assert SYSTEM_A not in _written(span)
+    assert SYSTEM_A not in S.everything_written(span)
 
 
 async def test_chat_hash_is_the_same_with_capture_on(span_exporter, set_config, is_async):
@@ -106,7 +96,7 @@ async def test_responses_instructions_hashed_with_capture_off(span_exporter, is_
         _content.content_hash(S.RESP_INSTRUCTIONS), _content.content_hash(S.RESP_INSTRUCTIONS),
         _content.content_hash("You are a verbose geography tutor."), None]
     for span in span_exporter.get_finished_spans():
-        written = _written(span)
+        written = S.everything_written(span)
         assert S.RESP_INSTRUCTIONS not in written and "verbose geography" not in written
         assert S.RESP_QUESTION not in written
 
@@ -120,7 +110,7 @@ async def test_responses_instructions_then_system_and_developer_items(span_expor
     span = S.only_span(span_exporter)
     assert span.attributes[sc.SYSTEM_PROMPT_HASH] == _content.content_hash(
         f"{S.RESP_INSTRUCTIONS}\n{SYSTEM_A}\n{DEVELOPER}")
-    written = _written(span)
+    written = S.everything_written(span)
     for text in (S.RESP_INSTRUCTIONS, SYSTEM_A, DEVELOPER, S.RESP_QUESTION):
         assert text not in written
 
@@ -131,7 +121,7 @@ async def test_responses_stream_has_the_hash(span_exporter, is_async):
     span = S.only_span(span_exporter)
     assert span.attributes[sc.GEN_AI_REQUEST_STREAM] is True
     assert span.attributes[sc.SYSTEM_PROMPT_HASH] == _content.content_hash(S.RESP_INSTRUCTIONS)
-    assert S.RESP_INSTRUCTIONS not in _written(span)
+    assert S.RESP_INSTRUCTIONS not in S.everything_written(span)
 
 
 async def test_no_hash_for_embeddings_and_legacy_completions(span_exporter, is_async):
