@@ -16,7 +16,6 @@ pytest.importorskip("llama_index.llms.openai")
 import li_scenarios as S  # noqa: E402
 from instrumentors import _content  # noqa: E402
 from instrumentors import _semconv as sc  # noqa: E402
-from instrumentors.openai import OpenAIInstrumentor  # noqa: E402
 
 pytestmark = pytest.mark.vcr
 
