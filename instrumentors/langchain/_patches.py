@@ -172,14 +172,16 @@ def _first_run_manager(args: tuple, kwargs: dict) -> Any:
     return _first(_arg(args, kwargs, 2, "run_managers"))
 
 
-def _llm_current(find_manager: Callable) -> Callable:
-    """A wrapper making the LLM run's span current while the model call runs."""
+def _current(make_context: Callable) -> Callable:
+    """A wrapper running the wrapped call with ``make_context(instance, args, kwargs)``
+    attached (the run's span current), or untouched when that is None. Attach and detach
+    happen in this one frame (``attached``, inlined: hot path)."""
 
     def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        ctx = _llm_context(find_manager(args, kwargs))
+        ctx = make_context(instance, args, kwargs)
         if ctx is None:
             return wrapped(*args, **kwargs)
-        token = _attach(ctx)  # attach and detach in this one frame (``attached``, inlined: hot path)
+        token = _attach(ctx)
         try:
             return wrapped(*args, **kwargs)
         finally:
@@ -188,11 +190,11 @@ def _llm_current(find_manager: Callable) -> Callable:
     return wrapper
 
 
-def _allm_current(find_manager: Callable) -> Callable:
-    """The async twin of :func:`_llm_current`."""
+def _acurrent(make_context: Callable) -> Callable:
+    """The async twin of :func:`_current`."""
 
     async def wrapper(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-        ctx = _llm_context(find_manager(args, kwargs))
+        ctx = make_context(instance, args, kwargs)
         if ctx is None:
             return await wrapped(*args, **kwargs)
         token = _attach(ctx)
@@ -204,10 +206,18 @@ def _allm_current(find_manager: Callable) -> Callable:
     return wrapper
 
 
-_generate_with_cache = _llm_current(_run_manager)
-_agenerate_with_cache = _allm_current(_run_manager)
-_generate_helper = _llm_current(_first_run_manager)
-_agenerate_helper = _allm_current(_first_run_manager)
+def _generation_context(instance: Any, args: tuple, kwargs: dict) -> Optional[otel_context.Context]:
+    return _llm_context(_run_manager(args, kwargs))
+
+
+def _helper_context(instance: Any, args: tuple, kwargs: dict) -> Optional[otel_context.Context]:
+    return _llm_context(_first_run_manager(args, kwargs))
+
+
+_generate_with_cache = _current(_generation_context)
+_agenerate_with_cache = _acurrent(_generation_context)
+_generate_helper = _current(_helper_context)
+_agenerate_helper = _acurrent(_helper_context)
 
 
 def _stream(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
@@ -238,7 +248,7 @@ def _top_k(retriever: Any, call_kwargs: dict) -> Optional[int]:
     return k if isinstance(k, int) and not isinstance(k, bool) else None
 
 
-def _retriever_context(retriever: Any, kwargs: dict) -> Optional[otel_context.Context]:
+def _retriever_context(retriever: Any, args: tuple, kwargs: dict) -> Optional[otel_context.Context]:
     if not HANDLER.active:
         return None
     try:
@@ -260,54 +270,18 @@ def _retriever_context(retriever: Any, kwargs: dict) -> Optional[otel_context.Co
         return None
 
 
-def _retriever_invoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _retriever_context(instance, kwargs)
-    if ctx is None:
-        return wrapped(*args, **kwargs)
-    token = _attach(ctx)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
+_retriever_invoke = _current(_retriever_context)
+_retriever_ainvoke = _acurrent(_retriever_context)
 
 
-async def _retriever_ainvoke(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _retriever_context(instance, kwargs)
-    if ctx is None:
-        return await wrapped(*args, **kwargs)
-    token = _attach(ctx)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
-
-
-def _tool_context(kwargs: dict) -> Optional[otel_context.Context]:
+def _tool_context(tool: Any, args: tuple, kwargs: dict) -> Optional[otel_context.Context]:
     if not HANDLER.active:
         return None
     return otel_context.set_value(TOOL_CALL_ID_KEY, kwargs.get("tool_call_id"))
 
 
-def _tool_run(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _tool_context(kwargs)
-    if ctx is None:
-        return wrapped(*args, **kwargs)
-    token = _attach(ctx)
-    try:
-        return wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
-
-
-async def _tool_arun(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
-    ctx = _tool_context(kwargs)
-    if ctx is None:
-        return await wrapped(*args, **kwargs)
-    token = _attach(ctx)
-    try:
-        return await wrapped(*args, **kwargs)
-    finally:
-        _detach(token)
+_tool_run = _current(_tool_context)
+_tool_arun = _acurrent(_tool_context)
 
 
 # ---------------------------------------------------------------------------------------
