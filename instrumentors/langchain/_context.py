@@ -118,14 +118,9 @@ def claim_pending(kind: str) -> Optional[Pending]:
     return None
 
 
-class PendingStream(wrapt.ObjectProxy):
-    """A model's ``stream()`` generator, each step run with the run's span current.
-
-    The first step starts the run (the handler fills the placeholder); the model's own
-    ``_stream`` and the client call inside it run in that same step, so the client
-    span nests under the LLM span. Closing and garbage collection pass straight to the
-    generator, whose own ``except BaseException`` ends the run.
-    """
+class _PendingSteps(wrapt.ObjectProxy):
+    """What both stream proxies share: the placeholder context their steps run in, made
+    at the first step (the run starts there)."""
 
     def __init__(self, wrapped: Any, kind: str, **info: Any) -> None:
         super().__init__(wrapped)
@@ -139,6 +134,19 @@ class PendingStream(wrapt.ObjectProxy):
             _, ctx = pending_context(self._self_kind, **self._self_info)
             self._self_ctx = ctx
         return ctx
+
+    def __reduce_ex__(self, protocol: int) -> Any:
+        raise TypeError("cannot pickle a stream")
+
+
+class PendingStream(_PendingSteps):
+    """A model's ``stream()`` generator, each step run with the run's span current.
+
+    The first step starts the run (the handler fills the placeholder); the model's own
+    ``_stream`` and the client call inside it run in that same step, so the client
+    span nests under the LLM span. Closing and garbage collection pass straight to the
+    generator, whose own ``except BaseException`` ends the run.
+    """
 
     def __iter__(self) -> "PendingStream":
         return self
@@ -158,25 +166,9 @@ class PendingStream(wrapt.ObjectProxy):
         finally:
             _detach(token)
 
-    def __reduce_ex__(self, protocol: int) -> Any:
-        raise TypeError("cannot pickle a stream")
 
-
-class PendingAsyncStream(wrapt.ObjectProxy):
+class PendingAsyncStream(_PendingSteps):
     """The async twin of :class:`PendingStream` for ``astream()``."""
-
-    def __init__(self, wrapped: Any, kind: str, **info: Any) -> None:
-        super().__init__(wrapped)
-        self._self_kind = kind
-        self._self_info = info
-        self._self_ctx: Optional[otel_context.Context] = None
-
-    def _self_context(self) -> otel_context.Context:
-        ctx = self._self_ctx
-        if ctx is None:
-            _, ctx = pending_context(self._self_kind, **self._self_info)
-            self._self_ctx = ctx
-        return ctx
 
     def __aiter__(self) -> "PendingAsyncStream":
         return self
@@ -194,9 +186,6 @@ class PendingAsyncStream(wrapt.ObjectProxy):
             return await self.__wrapped__.asend(value)
         finally:
             _detach(token)
-
-    def __reduce_ex__(self, protocol: int) -> Any:
-        raise TypeError("cannot pickle a stream")
 
 
 class SpanInConfigContext:
