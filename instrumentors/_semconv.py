@@ -85,6 +85,8 @@ OP_RETRIEVAL = "retrieval"
 OP_EXECUTE_TOOL = "execute_tool"
 OP_INVOKE_AGENT = "invoke_agent"
 OP_INVOKE_WORKFLOW = "invoke_workflow"
+# Not a well-known value (the convention allows others when none applies): OpenAI moderations
+OP_MODERATION = "moderation"
 
 LINK_INFORMED_BY = "INFORMED_BY"  # retrieved context used by a step
 LINK_CAUSED_BY_GENERATION = "CAUSED_BY_GENERATION"  # an LLM output used downstream
@@ -105,6 +107,7 @@ KIND_PARSER = "parser"
 KIND_AGENT = "agent"
 KIND_STEP = "step"  # a user step made with instrumentors.step()
 KIND_FEEDBACK = "feedback"
+KIND_GUARDRAIL = "guardrail"  # a check on content (OpenAI moderations)
 
 LIBRARY = "instrumentors.library"  # openai | langchain | llama_index | user
 COMPONENT = "instrumentors.component"  # the class or runnable name
@@ -126,6 +129,11 @@ STREAM_ENDED_BY = "instrumentors.stream.ended_by"  # exhausted | closed | abando
 
 # Tool calls an LLM response asked for: JSON [{"id","name","type"}], never the arguments
 RESPONSE_TOOL_CALLS = "instrumentors.response.tool_calls"
+
+# Moderation (category names and flags only, never the checked text)
+MODERATION_FLAGGED = "instrumentors.moderation.flagged"  # any input flagged
+MODERATION_FLAGGED_CATEGORIES = "instrumentors.moderation.flagged_categories"  # sorted union
+MODERATION_RESULT_COUNT = "instrumentors.moderation.result_count"  # inputs checked
 
 # Rerank
 RERANK_INPUT_DOCUMENTS = "instrumentors.rerank.input_documents"  # JSON like retrieval documents

@@ -68,7 +68,7 @@ class Result:
     __slots__ = (
         "response_id", "response_model", "outputs", "input_tokens", "output_tokens",
         "cache_read_tokens", "reasoning_tokens", "service_tier", "system_fingerprint",
-        "dimension_count", "error_type",
+        "dimension_count", "error_type", "extra",
     )
 
     def __init__(self) -> None:
@@ -83,6 +83,7 @@ class Result:
         self.system_fingerprint: Optional[str] = None
         self.dimension_count: Optional[int] = None
         self.error_type: Optional[str] = None  # an error reported inside a stream
+        self.extra: Optional[dict] = None  # operation-specific attributes (no content)
 
     # -- span attributes (no content) -----------------------------------------------------
     def attributes(self) -> dict:
@@ -114,6 +115,8 @@ class Result:
             attrs[sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = self.system_fingerprint
         if self.dimension_count is not None:
             attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = self.dimension_count
+        if self.extra:
+            attrs.update(self.extra)
         return attrs
 
     # -- content (only called with capture on) -------------------------------------------
@@ -596,6 +599,58 @@ class _Embeddings(Operation):
         return result
 
 
+# -- moderations ------------------------------------------------------------------------
+
+
+class _Moderations(Operation):
+    """``moderations.create``: an output validator's check. The checked texts are inputs
+    (so the span links to the generation it checked); only flags and category names are
+    recorded, never the text."""
+
+    name = sc.OP_MODERATION
+    span_kind = sc.KIND_GUARDRAIL
+    streams = False
+
+    def input_texts(self, body: dict) -> list:
+        value = body.get("input")
+        if isinstance(value, str):
+            return [value] if value else []
+        texts: list = []
+        for item in value if isinstance(value, list) else ():
+            if isinstance(item, str):
+                if item:
+                    texts.append(item)
+            elif _g(item, "type") == "text":
+                text = _g(item, "text")
+                if isinstance(text, str) and text:
+                    texts.append(text)
+        return texts
+
+    def result(self, response: Any, keep_text: bool) -> Result:
+        result = Result()
+        result.response_id = _g(response, "id")
+        result.response_model = _g(response, "model")
+        results = _g(response, "results")
+        if isinstance(results, list):
+            flagged = False
+            categories: set = set()
+            for item in results:
+                if _g(item, "flagged") is True:
+                    flagged = True
+                found = _g(item, "categories")
+                if found is not None and not isinstance(found, dict):
+                    found = found.model_dump(by_alias=True) if hasattr(found, "model_dump") else {}
+                for name, value in (found or {}).items():
+                    if value is True:
+                        categories.add(str(name))
+            result.extra = {
+                sc.MODERATION_FLAGGED: flagged,
+                sc.MODERATION_FLAGGED_CATEGORIES: sorted(categories),
+                sc.MODERATION_RESULT_COUNT: len(results),
+            }
+        return result
+
+
 # -- responses --------------------------------------------------------------------------
 
 _RESPONSES_FINAL = {"response.completed", "response.incomplete", "response.failed"}
@@ -782,6 +837,7 @@ OPERATIONS: dict = {
     "/completions": _Completions(),
     "/embeddings": _Embeddings(),
     "/responses": _Responses(),
+    "/moderations": _Moderations(),
 }
 
 
