@@ -50,19 +50,33 @@ class _Pending:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: "OrderedDict[str, tuple]" = OrderedDict()
+        # the ``consumed`` header each kept item was written under -> its token, so that
+        # ``produce`` finds the token without parsing the header (at most one per item)
+        self._headers: dict = {}
         self._keys = 0
         self._ids = itertools.count(1)
 
-    def put(self, keys: set, small: set) -> str:
-        """Keep a consumer's keys (not copied: the sets are never changed afterwards)."""
-        token = format(next(self._ids), "x")
+    def new_token(self) -> str:
+        return format(next(self._ids), "x")
+
+    def put(self, keys: set, small: set, token: Optional[str] = None, header: Optional[str] = None) -> str:
+        """Keep a consumer's keys (not copied: the sets are never changed afterwards).
+
+        ``header``: the ``consumed`` header that carries ``token`` (see :meth:`take_consumed`).
+        """
+        if token is None:
+            token = self.new_token()
         size = len(keys) + len(small)
         with self._lock:
-            self._items[token] = (keys, small, size)
+            self._items[token] = (keys, small, size, header)
+            if header is not None:
+                self._headers[header] = token
             self._keys += size
             while self._items and (len(self._items) > self.MAX_ENTRIES or self._keys > self.MAX_KEYS):
                 _, dropped = self._items.popitem(last=False)
                 self._keys -= dropped[2]
+                if dropped[3] is not None:
+                    self._headers.pop(dropped[3], None)
         return token
 
     def take(self, token: Optional[str]) -> Optional[Tuple[set, set]]:
@@ -74,11 +88,30 @@ class _Pending:
             if item is None:
                 return None
             self._keys -= item[2]
+            if item[3] is not None:
+                self._headers.pop(item[3], None)
         return item[0], item[1]
+
+    def take_consumed(self, value: object) -> Optional[Tuple[set, set]]:
+        """:meth:`take` for the token in a span's ``consumed`` attribute value.
+
+        The header we wrote is found in a dict (no parsing); any other value is parsed
+        as :func:`.digests.consumption_token` does (a header without ``c=`` has no token).
+        """
+        if not value or isinstance(value, str):
+            return None
+        head = value[0]
+        token = self._headers.get(head) if type(head) is str else None
+        if token is None:
+            if "c=" not in str(head):
+                return None
+            token = digests.consumption_token(value)
+        return self.take(token)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._headers.clear()
             self._keys = 0
 
 
@@ -119,6 +152,19 @@ def _clean_rank(rank: object) -> Optional[int]:
     return rank
 
 
+_produced_headers: dict = {}
+
+
+def _produced_header(k: int, kid: Optional[str]) -> str:
+    """``digests.header(k, kid=kid)``, built once per (k, kid) (a handful at most)."""
+    head = _produced_headers.get((k, kid))
+    if head is None:
+        if len(_produced_headers) >= 64:
+            _produced_headers.clear()
+        head = _produced_headers[(k, kid)] = digests.header(k, kid=kid)
+    return head
+
+
 def _merge(span: Span, name: str, header: str, entries: List[str], limit: int) -> None:
     existing = None
     attributes = getattr(span, "attributes", None)
@@ -153,8 +199,8 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     group = Group()
     entries: List[str] = []
     attributes = getattr(span, "attributes", None)
-    inherited = PENDING.take(digests.consumption_token(
-        attributes.get(sc.CAUSAL_CONSUMED_DIGESTS) if attributes is not None else None))
+    inherited = PENDING.take_consumed(
+        attributes.get(sc.CAUSAL_CONSUMED_DIGESTS) if attributes is not None else None)
     for output in list(outputs)[:MAX_OUTPUTS_PER_CALL]:
         text = getattr(output, "text", None)
         if not isinstance(text, str) or not text:
@@ -164,8 +210,12 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
             continue
         kind = output.kind if output.kind in KINDS else "step"
         document_id = None if output.document_id is None else str(output.document_id)
-        rank = _clean_rank(output.rank)
-        score = _clean_score(output.score)
+        rank = output.rank
+        if rank is not None:
+            rank = _clean_rank(rank)
+        score = output.score
+        if score is not None:
+            score = _clean_score(score)
         own = fp.keys
         whole_only = False
         if inherited is not None and kind in INHERITING_KINDS:
@@ -190,7 +240,7 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     REGISTRY.register(scope, sources, max_entries=cfg.causal_max_entries,
                       max_age=cfg.causal_max_age_seconds)
     if span.is_recording():
-        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k, kid=_digest_key.key_id()), entries,
+        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, _produced_header(k, _digest_key.key_id()), entries,
                cfg.max_documents)
 
 
@@ -217,10 +267,12 @@ def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg:
     texts = [text for text in (inputs or ()) if isinstance(text, str) and text]
     k = cfg.causal_shingle_words
     found = fingerprint.input_keys(texts, k, REGISTRY.short_lengths())
-    token = PENDING.put(found.all, found.small) if found.all or found.small else None
+    token = PENDING.new_token() if found.all or found.small else None
+    consumed = digests.consumed_digest(k, found.shingles, found.wholes, token, _digest_key.key_id())
+    if token is not None:
+        PENDING.put(found.all, found.small, token, consumed[0])
     attributes = {
-        sc.CAUSAL_CONSUMED_DIGESTS: digests.consumed_digest(k, found.shingles, found.wholes, token,
-                                                            _digest_key.key_id()),
+        sc.CAUSAL_CONSUMED_DIGESTS: consumed,
         sc.CAUSAL_SOURCE_COUNT: 0,
     }
     result = Consumption(attributes=attributes)

@@ -273,39 +273,96 @@ class InputKeys:
         self.small = small
 
 
+#: inputs whose keys are kept between calls at most (a chat re-sends its system prompt and
+#: its history every turn: those messages cost one dict probe), texts longer than
+#: ``TEXT_CACHE_MAX_CHARS`` are never kept, and the cached entries hold at most
+#: ``TEXT_CACHE_MAX_KEYS`` keys and word ids in total. Emptied when full (as the word cache).
+TEXT_CACHE_MAX = 256
+TEXT_CACHE_MAX_CHARS = 4096
+TEXT_CACHE_MAX_KEYS = 65_536
+# (digest key, k, {text: entry}, [keys held]); replaced as a whole when the key or k changes.
+_text_cache: tuple = (None, 0, {}, [0])
+
+
+def _text_keys(text: str, k: int) -> Optional[tuple]:
+    """(ids, whole key or None, k-shingle keys, short n-gram keys or None) of one input,
+    None for text without any word. Cached for short-enough texts (see ``TEXT_CACHE_*``);
+    entries are never changed after they are made."""
+    secret = _digest_key.key()
+    owner, owner_k, cache, held = _text_cache
+    if owner is not secret or owner_k != k:
+        cache, held = _text_cache_for(secret, k)
+    entry = cache.get(text)
+    if entry is not None:
+        return entry[0]
+    ids = word_ids(text)
+    count = len(ids)
+    if not count:
+        keys = None
+        size = 1
+    else:
+        if count < k:
+            whole, shingles = tuple_key(ids), frozenset()
+        else:
+            whole, shingles = None, frozenset(ngram_keys(ids, k))
+        small = None
+        if count <= INHERIT_SCAN_WORDS:
+            small = frozenset().union(*[ngram_keys(ids, n) for n in range(MIN_EMBEDDED_WORDS, min(k, count + 1))])
+        keys = (ids, whole, shingles, small)
+        size = count + len(shingles) + (len(small) if small else 0)
+    if len(text) <= TEXT_CACHE_MAX_CHARS and type(text) is str:
+        if len(cache) >= TEXT_CACHE_MAX or held[0] + size > TEXT_CACHE_MAX_KEYS:
+            cache.clear()
+            held[0] = 0
+        cache[text] = (keys, size)
+        held[0] += size
+    return keys
+
+
+def _text_cache_for(secret: Optional[bytes], k: int) -> Tuple[dict, list]:
+    global _text_cache
+    cache: dict = {}
+    held = [0]
+    _text_cache = (secret, k, cache, held)
+    return cache, held
+
+
+def text_cache_size() -> Tuple[int, int]:
+    """(entries, keys and word ids held) of the input-keys cache (tests check its bounds)."""
+    return len(_text_cache[2]), _text_cache[3][0]
+
+
 def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) -> InputKeys:
     """Every key an input can match: its k-shingles, the whole-text key of each input
     shorter than k words, and its n-grams for the short output lengths currently
     registered (``short_lengths``; only n >= :data:`MIN_EMBEDDED_WORDS` is searched
     inside longer inputs: one or two words would match too much).
 
-    Cost is linear in the input (one extra pass per distinct short length).
+    Cost is linear in the input (one extra pass per distinct short length); an input
+    seen recently (a system prompt, a chat's history) costs a dict probe.
     """
     shingles: set = set()
     wholes: List[int] = []
     extra: set = set()
-    lengths = [n for n in set(short_lengths) if MIN_EMBEDDED_WORDS <= n < k]
-    small: List[List[int]] = []
+    lengths = [n for n in set(short_lengths) if MIN_EMBEDDED_WORDS <= n < k] if short_lengths else ()
+    small_keys: set = set()
     for text in texts:
-        ids = word_ids(text)
-        if not ids:
+        keys = _text_keys(text, k)
+        if keys is None:
             continue
-        if len(ids) <= INHERIT_SCAN_WORDS:
-            small.append(ids)
-        if len(ids) < k:
-            wholes.append(tuple_key(ids))
+        ids, whole, text_shingles, small = keys
+        if small:
+            small_keys.update(small)
+        if whole is not None:
+            wholes.append(whole)
         else:
-            shingles.update(ngram_keys(ids, k))
+            shingles.update(text_shingles)
         for n in lengths:
             if n < len(ids):
                 extra.update(ngram_keys(ids, n))
     all_keys = shingles.union(wholes) if (wholes or extra) else shingles
     if extra:
         all_keys |= extra
-    small_keys: set = set()
-    for ids in small:
-        for n in range(MIN_EMBEDDED_WORDS, min(k, len(ids) + 1)):
-            small_keys.update(ngram_keys(ids, n))
     return InputKeys(shingles, wholes, all_keys, small_keys)
 
 
