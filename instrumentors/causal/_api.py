@@ -165,9 +165,14 @@ def _produced_header(k: int, kid: Optional[str]) -> str:
     return head
 
 
-def _merge(span: Span, name: str, header: str, entries: List[str], limit: int) -> None:
+def _merge(span: Span, name: str, header: str, entries: List[str], limit: int, attributes: object = None) -> None:
+    """Append ``entries`` to the span's digest ``name`` (a second ``produce`` on one span).
+
+    ``attributes``: the span's attributes when the caller already has them.
+    """
     existing = None
-    attributes = getattr(span, "attributes", None)
+    if attributes is None:
+        attributes = getattr(span, "attributes", None)
     if attributes is not None:
         existing = attributes.get(name)
     if existing and str(existing[0]) == header:
@@ -201,7 +206,9 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     attributes = getattr(span, "attributes", None)
     inherited = PENDING.take_consumed(
         attributes.get(sc.CAUSAL_CONSUMED_DIGESTS) if attributes is not None else None)
-    for output in list(outputs)[:MAX_OUTPUTS_PER_CALL]:
+    if type(outputs) is not list or len(outputs) > MAX_OUTPUTS_PER_CALL:
+        outputs = list(outputs)[:MAX_OUTPUTS_PER_CALL]
+    for output in outputs:
         text = getattr(output, "text", None)
         if not isinstance(text, str) or not text:
             continue
@@ -241,7 +248,7 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
                       max_age=cfg.causal_max_age_seconds)
     if span.is_recording():
         _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, _produced_header(k, _digest_key.key_id()), entries,
-               cfg.max_documents)
+               cfg.max_documents, attributes)
 
 
 def consume(inputs: Sequence[str], parent: Optional[otel_context.Context] = None) -> Optional[Consumption]:

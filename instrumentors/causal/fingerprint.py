@@ -68,6 +68,7 @@ _ESCAPES = re.compile(r"\\(?:u([0-9a-fA-F]{4})|[nrtbf\"'\\/])")
 _ASCII_SEPARATORS = bytes(c if (48 <= c <= 57 or 97 <= c <= 122) else 32 for c in range(256))
 _from_bytes = int.from_bytes
 _LITTLE = itertools.repeat("little")
+_chain = itertools.chain.from_iterable
 
 
 def _unescape(match: "re.Match[str]") -> str:
@@ -307,7 +308,13 @@ def _text_keys(text: str, k: int) -> Optional[tuple]:
             whole, shingles = None, frozenset(ngram_keys(ids, k))
         small = None
         if count <= INHERIT_SCAN_WORDS:
-            small = frozenset().union(*[ngram_keys(ids, n) for n in range(MIN_EMBEDDED_WORDS, min(k, count + 1))])
+            top = min(k, count + 1)
+            if FAST_KEYS and top > MIN_EMBEDDED_WORDS:  # every n-gram size in one C-level pass
+                tails = [ids[i:] for i in range(1, top - 1)]
+                small = frozenset(map(MASK.__and__, map(hash, _chain(
+                    [zip(ids, *tails[: n - 1]) for n in range(MIN_EMBEDDED_WORDS, top)]))))
+            else:
+                small = frozenset().union(*[ngram_keys(ids, n) for n in range(MIN_EMBEDDED_WORDS, top)])
         keys = (ids, whole, shingles, small)
         size = count + len(shingles) + (len(small) if small else 0)
     if len(text) <= TEXT_CACHE_MAX_CHARS and type(text) is str:
