@@ -43,6 +43,7 @@ import bisect
 import hashlib
 import itertools
 import re
+import threading
 import unicodedata
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -283,6 +284,7 @@ TEXT_CACHE_MAX_CHARS = 4096
 TEXT_CACHE_MAX_KEYS = 65_536
 # (digest key, k, {text: entry}, [keys held]); replaced as a whole when the key or k changes.
 _text_cache: tuple = (None, 0, {}, [0])
+_text_cache_lock = threading.Lock()
 
 
 def _text_keys(text: str, k: int) -> Optional[tuple]:
@@ -318,11 +320,13 @@ def _text_keys(text: str, k: int) -> Optional[tuple]:
         keys = (ids, whole, shingles, small)
         size = count + len(shingles) + (len(small) if small else 0)
     if len(text) <= TEXT_CACHE_MAX_CHARS and type(text) is str:
-        if len(cache) >= TEXT_CACHE_MAX or held[0] + size > TEXT_CACHE_MAX_KEYS:
-            cache.clear()
-            held[0] = 0
-        cache[text] = (keys, size)
-        held[0] += size
+        with _text_cache_lock:  # misses only: the bounds hold under threads too
+            if len(cache) >= TEXT_CACHE_MAX or held[0] + size > TEXT_CACHE_MAX_KEYS:
+                cache.clear()
+                held[0] = 0
+            if text not in cache:
+                cache[text] = (keys, size)
+                held[0] += size
     return keys
 
 
@@ -332,6 +336,11 @@ def _text_cache_for(secret: Optional[bytes], k: int) -> Tuple[dict, list]:
     held = [0]
     _text_cache = (secret, k, cache, held)
     return cache, held
+
+
+def clear_text_cache() -> None:
+    """Forget every cached input (benchmarks measuring first-seen prompts; tests)."""
+    _text_cache_for(None, 0)
 
 
 def text_cache_size() -> Tuple[int, int]:

@@ -48,6 +48,8 @@ def test_input_keys_cache_is_bounded():
     for i in range(40):  # texts of ~3,000 keys each: the key budget empties the cache
         fingerprint.input_keys([" ".join(f"x{i}y{j}" for j in range(700))], 5)
         assert fingerprint.text_cache_size()[1] <= fingerprint.TEXT_CACHE_MAX_KEYS
+    fingerprint.clear_text_cache()
+    assert fingerprint.text_cache_size() == (0, 0)
 
 
 def test_input_keys_cache_follows_digest_key(set_config):
