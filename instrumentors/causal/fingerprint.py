@@ -357,25 +357,29 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
     Cost is linear in the input (one extra pass per distinct short length); an input
     seen recently (a system prompt, a chat's history) costs a dict probe.
     """
-    shingles: set = set()
+    shingle_parts: list = []
     wholes: List[int] = []
     extra: set = set()
     lengths = [n for n in set(short_lengths) if MIN_EMBEDDED_WORDS <= n < k] if short_lengths else ()
-    small_keys: set = set()
+    small_parts: list = []
     for text in texts:
         keys = _text_keys(text, k)
         if keys is None:
             continue
         ids, whole, text_shingles, small = keys
         if small:
-            small_keys.update(small)
+            small_parts.append(small)
         if whole is not None:
             wholes.append(whole)
-        else:
-            shingles.update(text_shingles)
+        elif text_shingles:
+            shingle_parts.append(text_shingles)
         for n in lengths:
             if n < len(ids):
                 extra.update(ngram_keys(ids, n))
+    # one input's (cached, immutable) sets are used as they are: no copy. Nothing changes
+    # these sets afterwards (consumers only read them; see ``_api``).
+    shingles = shingle_parts[0] if len(shingle_parts) == 1 else set().union(*shingle_parts)
+    small_keys = small_parts[0] if len(small_parts) == 1 else set().union(*small_parts)
     all_keys = shingles.union(wholes) if (wholes or extra) else shingles
     if extra:
         all_keys |= extra
