@@ -300,14 +300,15 @@ def _text_keys(text: str, k: int) -> Optional[tuple]:
         return entry[0]
     ids = word_ids(text)
     count = len(ids)
+    cacheable = len(text) <= TEXT_CACHE_MAX_CHARS and type(text) is str
     if not count:
         keys = None
         size = 1
     else:
         if count < k:
             whole, shingles = tuple_key(ids), frozenset()
-        else:
-            whole, shingles = None, frozenset(ngram_keys(ids, k))
+        else:  # a text not kept gets a fresh mutable set: input_keys may add to it
+            whole, shingles = None, (frozenset if cacheable else set)(ngram_keys(ids, k))
         small = None
         if count <= INHERIT_SCAN_WORDS:
             top = min(k, count + 1)
@@ -319,7 +320,7 @@ def _text_keys(text: str, k: int) -> Optional[tuple]:
                 small = frozenset().union(*[ngram_keys(ids, n) for n in range(MIN_EMBEDDED_WORDS, top)])
         keys = (ids, whole, shingles, small)
         size = count + len(shingles) + (len(small) if small else 0)
-    if len(text) <= TEXT_CACHE_MAX_CHARS and type(text) is str:
+    if cacheable:
         with _text_cache_lock:  # misses only: the bounds hold under threads too
             if len(cache) >= TEXT_CACHE_MAX or held[0] + size > TEXT_CACHE_MAX_KEYS:
                 cache.clear()
@@ -378,7 +379,16 @@ def input_keys(texts: Iterable[str], k: int, short_lengths: Iterable[int] = ()) 
                 extra.update(ngram_keys(ids, n))
     # one input's (cached, immutable) sets are used as they are: no copy. Nothing changes
     # these sets afterwards (consumers only read them; see ``_api``).
-    shingles = shingle_parts[0] if len(shingle_parts) == 1 else set().union(*shingle_parts)
+    if len(shingle_parts) == 1:
+        shingles = shingle_parts[0]
+    else:  # add to a fresh (uncached, mutable) part if there is one: a long prompt is not copied
+        shingles = next((part for part in shingle_parts if type(part) is set), None)
+        if shingles is None:
+            shingles = set().union(*shingle_parts)
+        else:
+            for part in shingle_parts:
+                if part is not shingles:
+                    shingles.update(part)
     small_keys = small_parts[0] if len(small_parts) == 1 else set().union(*small_parts)
     all_keys = shingles.union(wholes) if (wholes or extra) else shingles
     if extra:

@@ -89,3 +89,14 @@ def test_pending_header_map_is_bounded_with_its_items():
         PENDING.put({i}, set(), token, f"fp1 k=5 n=1 c={token}")
     assert len(PENDING._items) == PENDING.MAX_ENTRIES
     assert set(PENDING._headers.values()) == set(PENDING._items)
+
+
+def test_combining_inputs_never_changes_cached_sets():
+    cached = "the refund window for opened electronics is fourteen days from delivery"
+    long_text = " ".join(f"w{i}" for i in range(fingerprint.TEXT_CACHE_MAX_CHARS // 3))  # never cached
+    (ref,) = _fresh([cached], 5)
+    fingerprint.input_keys([cached], 5)  # now cached
+    both = fingerprint.input_keys([cached, long_text, "another short input of six words"], 5)
+    assert ref.shingles < both.shingles
+    again = fingerprint.input_keys([cached], 5)
+    assert (again.shingles, again.all, again.small) == (ref.shingles, ref.all, ref.small)
