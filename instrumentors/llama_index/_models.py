@@ -27,6 +27,7 @@ from .. import _semconv as sc
 from .. import causal
 from .._config import get_config
 from .._content import bounded_json, json_value
+from .._readers import tool_definitions
 from .._spans import (
     StreamObserver,
     context_with_llm_frame,
@@ -128,23 +129,6 @@ def model_name(instance: Any) -> Optional[str]:
     except Exception:  # noqa: BLE001 - some integrations raise for unknown models
         return None
     return value if isinstance(value, str) and value and value != "unknown" else None
-
-
-def _tool_definitions(tools: Any) -> Optional[list]:
-    if not isinstance(tools, (list, tuple)) or not tools:
-        return None
-    out = []
-    for tool in tools:
-        if not isinstance(tool, dict):
-            continue
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
-        entry = {"type": tool.get("type", "function"), "name": fn.get("name")}
-        if fn.get("description") is not None:
-            entry["description"] = fn.get("description")
-        if fn.get("parameters") is not None:
-            entry["parameters"] = fn.get("parameters")
-        out.append(entry)
-    return out or None
 
 
 class ModelCall:
@@ -304,7 +288,7 @@ def start_llm(tel: Telemetry, instance: Any, method: str, args: tuple, kwargs: d
     attrs[sc.SPAN_KIND] = sc.KIND_LLM
     attrs[sc.LIBRARY] = LIBRARY
     attrs[sc.COMPONENT] = type(instance).__name__
-    tools = _tool_definitions(kwargs.get("tools"))
+    tools = tool_definitions(kwargs.get("tools"))
     if tools:
         attrs[sc.GEN_AI_TOOL_DEFINITIONS] = bounded_json(tools)
 
