@@ -71,7 +71,7 @@ from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter  # noqa: E402
 
-from _common import floor_span_us, null_provider, per_call_us, report  # noqa: E402
+from _common import bare_span, floor_attributes, floor_span_us, null_provider, per_call_us, report  # noqa: E402
 from instrumentors import _config  # noqa: E402
 from instrumentors.langchain import LangChainInstrumentor  # noqa: E402
 from langchain_helpers import QUESTION, fake_chat, make_store, rag_chain  # noqa: E402
@@ -86,19 +86,9 @@ def cpu_us(fn: Callable[[], object], calls: int) -> float:
     return (time.process_time() - start) / calls * 1e6
 
 
-def floor_attributes(n_attributes: int) -> dict:
-    return {f"attr.{i}": i for i in range(n_attributes)}
-
-
 def cpu_floor_us(provider: TracerProvider, n_attributes: int, calls: int = 5000) -> float:
-    """``_common.floor_span_us`` timed in CPU time."""
-    tracer = provider.get_tracer("floor")
-    attrs = floor_attributes(n_attributes)
-
-    def one() -> None:
-        with tracer.start_as_current_span("floor", attributes=attrs):
-            pass
-
+    """``_common.bare_span`` in a tight loop, timed in CPU time."""
+    one = bare_span(provider, n_attributes)
     for _ in range(500):
         one()
     return statistics.median(cpu_us(one, calls) for _ in range(5))

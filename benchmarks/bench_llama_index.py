@@ -32,7 +32,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "llama_index"))
 
 import llama_index.core  # noqa: E402
-from _common import null_provider, report  # noqa: E402
+from _common import bare_span, null_provider, report  # noqa: E402
 from li_helpers import QUESTION, build_index  # noqa: E402
 from llama_index.core.llms.mock import MockLLM  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
@@ -58,15 +58,8 @@ def per_call_us(fn, calls: int) -> float:
 
 
 def floor_span_us(provider, n_attributes: int, calls: int) -> float:
-    """A bare SDK span with ``n_attributes`` attributes (same clock as the calls)."""
-    tracer = provider.get_tracer("floor")
-    attrs = {f"attr.{i}": i for i in range(n_attributes)}
-
-    def one() -> None:
-        with tracer.start_as_current_span("floor", attributes=attrs):
-            pass
-
-    return per_call_us(one, calls)
+    """``_common.bare_span`` timed with the same clock as the calls."""
+    return per_call_us(bare_span(provider, n_attributes), calls)
 
 
 def _cases() -> dict:
