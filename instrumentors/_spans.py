@@ -9,7 +9,6 @@ live in this code, so it exists once and is tested once.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -293,26 +292,18 @@ def _finish_abandoned(state: _StreamState) -> None:
     state.finish("abandoned")
 
 
-def _end_when_closed(resource: Any, state: _StreamState) -> None:
-    """Make ``resource.close()`` / ``resource.aclose()`` (the HTTP response under an
-    openai ``Stream``) also end the stream's span: an instance attribute wraps the bound
-    method, which keeps its result and exceptions. Why: SDK helpers such as openai's
+def _end_when_closed(resource: Any, state: _StreamState, is_async: bool) -> None:
+    """Make ``resource.close()`` (``aclose()`` for an async stream) -- the HTTP response
+    under an openai ``Stream`` -- also end the stream's span: an instance attribute wraps
+    the bound method, keeping its result and exceptions. Why: SDK helpers such as openai's
     ``.stream()`` managers close the response directly, bypassing the stream object we
     proxy; without this the span would end only when the stream is garbage-collected.
     Closes that happen while our proxy is itself reading or closing (the SDK closes the
     response as it reaches the end of the body) are left to the proxy, which knows
     whether the stream was exhausted, closed or failed."""
-    close = getattr(resource, "close", None)
-    if close is not None and not inspect.iscoroutinefunction(close):
-        def closing(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return close(*args, **kwargs)
-            finally:
-                state.closed_underneath()
+    if is_async:
+        aclose = resource.aclose
 
-        resource.close = closing
-    aclose = getattr(resource, "aclose", None)
-    if aclose is not None and inspect.iscoroutinefunction(aclose):
         async def aclosing(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await aclose(*args, **kwargs)
@@ -320,6 +311,16 @@ def _end_when_closed(resource: Any, state: _StreamState) -> None:
                 state.closed_underneath()
 
         resource.aclose = aclosing
+    else:
+        close = resource.close
+
+        def closing(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return close(*args, **kwargs)
+            finally:
+                state.closed_underneath()
+
+        resource.close = closing
 
 
 class TracedStream(wrapt.ObjectProxy):
@@ -364,7 +365,7 @@ class TracedStream(wrapt.ObjectProxy):
     def end_when_closed(self, resource: Any) -> None:
         """Closing ``resource`` (what the wrapped stream reads from) directly also ends
         this stream's span; see :func:`_end_when_closed`."""
-        _end_when_closed(resource, self._self_state)
+        _end_when_closed(resource, self._self_state, is_async=False)
 
     # explicit stop ---------------------------------------------------------------------
     def close(self) -> Any:
@@ -435,8 +436,8 @@ class TracedAsyncStream(wrapt.ObjectProxy):
         return item
 
     def end_when_closed(self, resource: Any) -> None:
-        """See :meth:`TracedStream.end_when_closed`."""
-        _end_when_closed(resource, self._self_state)
+        """See :meth:`TracedStream.end_when_closed` (hooks ``aclose``)."""
+        _end_when_closed(resource, self._self_state, is_async=True)
 
     async def _close_with(self, names: tuple) -> Any:
         state = self._self_state
