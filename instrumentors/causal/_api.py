@@ -152,19 +152,6 @@ def _clean_rank(rank: object) -> Optional[int]:
     return rank
 
 
-_produced_headers: dict = {}
-
-
-def _produced_header(k: int, kid: Optional[str]) -> str:
-    """``digests.header(k, kid=kid)``, built once per (k, kid) (a handful at most)."""
-    head = _produced_headers.get((k, kid))
-    if head is None:
-        if len(_produced_headers) >= 64:
-            _produced_headers.clear()
-        head = _produced_headers[(k, kid)] = digests.header(k, kid=kid)
-    return head
-
-
 def _merge(span: Span, name: str, header: str, entries: List[str], limit: int, attributes: object = None) -> None:
     """Append ``entries`` to the span's digest ``name`` (a second ``produce`` on one span).
 
@@ -217,12 +204,8 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
             continue
         kind = output.kind if output.kind in KINDS else "step"
         document_id = None if output.document_id is None else str(output.document_id)
-        rank = output.rank
-        if rank is not None:
-            rank = _clean_rank(rank)
-        score = output.score
-        if score is not None:
-            score = _clean_score(score)
+        rank = _clean_rank(output.rank)
+        score = _clean_score(output.score)
         own = fp.keys
         whole_only = False
         if inherited is not None and kind in INHERITING_KINDS:
@@ -247,7 +230,7 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
     REGISTRY.register(scope, sources, max_entries=cfg.causal_max_entries,
                       max_age=cfg.causal_max_age_seconds)
     if span.is_recording():
-        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, _produced_header(k, _digest_key.key_id()), entries,
+        _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k, kid=_digest_key.key_id()), entries,
                cfg.max_documents, attributes)
 
 
