@@ -71,6 +71,9 @@ class Config:
     causal_shingle_words: int = 5
     #: embedded store file.
     store_path: str = field(default_factory=lambda: os.path.join(".instrumentors", "traces.db"))
+    #: where traces are read (and exported by default) when not the embedded file: a path,
+    #: ``sqlite:///…``, ``clickhouse://user:pass@host:8123/db`` or ``chdb:///dir``.
+    store_url: Optional[str] = field(default=None, repr=False)  # may hold a password
     #: secret keying the causal fingerprints and content hashes on spans (see _digest_key):
     #: None = a per-installation key file next to the store; "off" = unkeyed (guessable).
     digest_key: Optional[str] = field(default=None, repr=False)  # a secret: never in a repr
@@ -208,6 +211,7 @@ def from_env(env: Optional[dict] = None) -> Config:
             "INSTRUMENTORS_CAUSAL_SHINGLE_WORDS", env.get("INSTRUMENTORS_CAUSAL_SHINGLE_WORDS"),
             default.causal_shingle_words),
         store_path=(env.get("INSTRUMENTORS_STORE_PATH") or "").strip() or default.store_path,
+        store_url=(env.get("INSTRUMENTORS_STORE_URL") or "").strip() or None,
         digest_key=(env.get("INSTRUMENTORS_DIGEST_KEY") or "").strip() or None,
     )
 
@@ -236,6 +240,8 @@ def _validated_override(current: Config, key: str, value: Any) -> Any:
         return value
     if key == "store_path":
         return os.fspath(value)
+    if key == "store_url":
+        return (os.fspath(value) or "").strip() or None if value is not None else None
     if key == "digest_key":
         if value is not None and not isinstance(value, str):
             _warn(key, "<not shown>", "<the environment's setting>", "expected a string or None")

@@ -42,8 +42,10 @@ class _Parser(argparse.ArgumentParser):
 
 def _common(parser: argparse.ArgumentParser, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
-    parser.add_argument("--store", metavar="PATH", default=default,
-                        help="trace store file (default: $INSTRUMENTORS_STORE_PATH or .instrumentors/traces.db)")
+    parser.add_argument("--store", metavar="URL", default=default,
+                        help="trace store: a file path, sqlite:///PATH, clickhouse://USER:PASS@HOST:8123/DB or"
+                             " chdb:///DIR (default: $INSTRUMENTORS_STORE_URL, else $INSTRUMENTORS_STORE_PATH or"
+                             " .instrumentors/traces.db)")
     parser.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="print JSON instead of text")
     parser.add_argument("--timeout", type=float, metavar="SECONDS", default=5.0 if top else argparse.SUPPRESS,
@@ -135,7 +137,9 @@ def _dump(obj: Any) -> None:
 def _store_path(args: argparse.Namespace) -> str:
     from ._config import get_config
 
-    return args.store or (os.environ.get("INSTRUMENTORS_STORE_PATH") or "").strip() or get_config().store_path
+    cfg = get_config()
+    return (args.store or (os.environ.get("INSTRUMENTORS_STORE_URL") or "").strip()
+            or (os.environ.get("INSTRUMENTORS_STORE_PATH") or "").strip() or cfg.store_url or cfg.store_path)
 
 
 def _open(args: argparse.Namespace):

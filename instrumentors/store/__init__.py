@@ -1,7 +1,10 @@
-"""The embedded trace store: a local SQLite file every instrumented process can export
-into (``SQLiteSpanExporter``) and ``TraceStore`` / the ``instrumentors`` CLI query.
+"""The trace store: by default a local SQLite file every instrumented process can export
+into (``SQLiteSpanExporter``); for scale a ClickHouse server or chDB holding the
+OpenTelemetry Collector's ``otel_traces`` table. ``TraceStore`` / the ``instrumentors``
+CLI query either with the same API.
 
-Path: ``INSTRUMENTORS_STORE_PATH`` (default ``.instrumentors/traces.db``)::
+Where: ``INSTRUMENTORS_STORE_URL`` (a path, ``sqlite:///…``, ``clickhouse://…``,
+``chdb:///…``), else ``INSTRUMENTORS_STORE_PATH`` (default ``.instrumentors/traces.db``)::
 
     from instrumentors.store import TraceStore
     store = TraceStore()
@@ -12,7 +15,7 @@ Path: ``INSTRUMENTORS_STORE_PATH`` (default ``.instrumentors/traces.db``)::
 
 from .exporter import SQLiteSpanExporter
 from .query import OPERATORS, FilterError
-from .schema import StoreCorrupt, StoreError, StoreLocked, StoreNotFound
+from .errors import StoreCorrupt, StoreError, StoreLocked, StoreNotFound
 from .tracestore import TraceNotFound, TraceStore
 
 __all__ = [

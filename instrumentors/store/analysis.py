@@ -21,6 +21,9 @@ DATE_METADATA_KEYS = ("indexed_at", "last_indexed", "updated_at", "last_modified
 FAILED_STATUSES = {"fail", "failed", "failure", "error", "invalid", "rejected"}
 TRUNCATED_FINISH = {"length", "max_tokens", "max_output_tokens"}
 LLM_OPERATIONS = {sc.OP_CHAT, sc.OP_TEXT_COMPLETION, sc.OP_GENERATE_CONTENT}
+#: kept with the span but never indexed nor used as a blame feature: fingerprint digests
+#: are for rebuilding links, never for filtering, and a consuming span carries ~150 of them.
+NOT_INDEXED = frozenset({sc.CAUSAL_PRODUCED_DIGESTS, sc.CAUSAL_CONSUMED_DIGESTS})
 
 
 def number(value: Any) -> Optional[float]:
@@ -239,3 +242,18 @@ def fmt_num(value: Optional[float]) -> str:
     if float(value).is_integer() and abs(value) < 1e15:
         return str(int(value))
     return f"{value:.2f}"
+
+
+def input_query(spans: Sequence[dict], root_span_id: Optional[str] = None) -> Optional[str]:
+    """The user's question when it was captured: the root's ``input.query`` or input
+    value, else any span's ``input.query``, else the first retrieval query text."""
+    root = next((s for s in spans if s["span_id"] == root_span_id), None)
+    candidates = []
+    if root is not None:
+        candidates += [root["attributes"].get("input.query"), root["attributes"].get(sc.INPUT_VALUE)]
+    candidates += [s["attributes"].get("input.query") for s in spans]
+    candidates += [s["attributes"].get(sc.GEN_AI_RETRIEVAL_QUERY_TEXT) for s in spans]
+    for value in candidates:
+        if isinstance(value, str) and value:
+            return value
+    return None

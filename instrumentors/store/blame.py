@@ -27,12 +27,12 @@ from __future__ import annotations
 import bisect
 import math
 from functools import partial
-from typing import Any, Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from .. import _semconv as sc
 from . import analysis as an
+from .analysis import NOT_INDEXED
 from .explain import _feeds_output
-from .exporter import NOT_INDEXED
 
 #: content or identity attributes never used as features.
 SKIPPED_KEYS = frozenset({
@@ -87,7 +87,7 @@ class _Features:
 
 def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Features:
     """The features of one trace (``loaded``: :meth:`TraceStore.load` or
-    :meth:`TraceStore.iter_lean` data). Runs once per trace in ``blame()``, so the
+    :meth:`TraceStore.iter_lean` data, from any backend). Runs once per trace in ``blame()``, so the
     per-attribute work is kept to a type dispatch and a dict update."""
     spans = loaded["spans"]
     meta = loaded["meta"]
@@ -295,34 +295,25 @@ def _first_zero(distinct: list, mids: list) -> float:
     return 0.0
 
 
-def blame(store: Any, *, threshold: float = 0.5, filters: Optional[Mapping] = None,
-          feedback_key: Optional[str] = None, max_traces: int = 5000, top: int = 10, min_support: int = 3,
-          stale_after_days: Optional[float] = 180.0) -> dict:
+def blame(scored: Iterable[tuple], *, threshold: float = 0.5, feedback_key: Optional[str] = None,
+          top: int = 10, min_support: int = 3, stale_after_days: Optional[float] = 180.0) -> dict:
     """Rank features that separate negative (score < ``threshold``) from positive traces.
 
-    ``filters`` (trace level) restricts the traces considered; ``feedback_key`` the
-    feedback source. Returns ``{"negative": n, "positive": n, "threshold": t,
-    "findings": [...], "note": ...}``; each finding has ``description``, ``step``,
-    ``negative_rate``/``positive_rate`` (and counts), ``difference`` and ``p_value``.
+    ``scored``: ``(loaded trace, score)`` pairs (a trace's score is its lowest feedback of
+    ``feedback_key``); :meth:`TraceStore.blame` selects and loads them (filters,
+    ``max_traces``), so this never knows which engine they came from. Returns
+    ``{"negative": n, "positive": n, "threshold": t, "findings": [...], "note": ...}``;
+    each finding has ``description``, ``step``, ``negative_rate``/``positive_rate`` (and
+    counts), ``difference`` and ``p_value``.
     """
-    scored = store.traces_with_feedback(key=feedback_key, limit=max_traces)
-    if filters:
-        allowed = {r["trace_id"] for r in store.query(filters, limit=None)}
-    else:
-        allowed = None
-    refs, scores = [], {}
-    for ref, score in scored:
-        refs.append(ref)
-        scores[ref] = score
     report: dict = {"threshold": threshold, "feedback_key": feedback_key, "negative": 0, "positive": 0,
                     "findings": [], "note": None}
     per_trace: dict = {}
     negatives, positives = set(), set()
-    for ref, loaded in store.iter_lean(refs):
-        if allowed is not None and loaded["meta"]["trace_id"] not in allowed:
-            continue
-        per_trace[ref] = (loaded["meta"]["trace_id"], trace_features(loaded, stale_after_days))
-        (negatives if scores[ref] < threshold else positives).add(ref)
+    for loaded, score in scored:
+        ref = loaded["meta"]["trace_id"]
+        per_trace[ref] = (ref, trace_features(loaded, stale_after_days))
+        (negatives if score < threshold else positives).add(ref)
     n_neg, n_pos = len(negatives), len(positives)
     report["negative"], report["positive"] = n_neg, n_pos
     if not n_neg or not n_pos:

@@ -239,11 +239,12 @@ def _span_anomalies(span: dict, by_id: dict, low_score: float, stale_after_days:
     return out
 
 
-def explain(store: Any, trace_id: Any, *, low_score: float = 0.6, feedback_threshold: float = 0.5,
+def explain(data: Mapping, *, low_score: float = 0.6, feedback_threshold: float = 0.5,
             stale_after_days: Optional[float] = 180.0) -> dict:
-    """See the module docstring. Returns a JSON-able dict: trace facts, ``steps`` in walk
-    order (final output first), ``anomalies`` and ``likely_cause``."""
-    data = store.load(trace_id)
+    """See the module docstring. ``data``: one loaded trace (``TraceStore.load``: ``meta``,
+    ``spans``, ``feedback``), whatever backend it came from. Returns a JSON-able dict:
+    trace facts, ``steps`` in walk order (final output first), ``anomalies`` and
+    ``likely_cause``."""
     meta = data["meta"]
     spans = [s for s in data["spans"]]
     for span in spans:
@@ -345,9 +346,7 @@ def _first_consumer_only(anomalies: list, by_id: dict, low_score: float) -> list
 
 
 def _root_input(root: dict, spans: list) -> Optional[str]:
-    from .tracestore import input_query
-
-    return input_query(spans, root["span_id"])
+    return an.input_query(spans, root["span_id"])
 
 
 _CAUSE_KINDS = ("error", "empty_retrieval", "low_score", "stale_documents", "low_score_input", "retrieved_unused",

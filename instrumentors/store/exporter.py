@@ -39,13 +39,11 @@ from opentelemetry.util.types import Attributes
 from .. import _semconv as sc
 from .._spans import report_internal_error
 from . import schema
+from .analysis import NOT_INDEXED  # kept in the span's JSON, not indexed
 
 _log = logging.getLogger("instrumentors")
 
 _MAX_CACHED_KEYS = 10_000
-#: kept in the span's JSON but not indexed: fingerprint digests are for rebuilding
-#: links, never for filtering, and a consuming span carries ~150 of them.
-NOT_INDEXED = frozenset({sc.CAUSAL_PRODUCED_DIGESTS, sc.CAUSAL_CONSUMED_DIGESTS})
 _MAX_CACHED_RESOURCES = 64
 
 _INSERT_SPAN = (

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 from .. import _semconv as sc
 from . import analysis as an
@@ -83,20 +83,16 @@ def generation_fingerprint(span: Mapping, by_id: Mapping, children: Mapping) -> 
     return None
 
 
-def compare_prompts(store: Any, *, threshold: float = 0.5, feedback_key: Optional[str] = None,
-                    max_traces: int = 5000, filters: Optional[Mapping] = None) -> list:
-    """One row per (step, prompt fingerprint); see the module docstring."""
-    scored = dict(store.traces_with_feedback(key=feedback_key, limit=max_traces))
-    allowed = {r["trace_id"] for r in store.query(filters, limit=None)} if filters else None
+def compare_prompts(scored: Iterable[tuple], *, threshold: float = 0.5) -> list:
+    """One row per (step, prompt fingerprint); see the module docstring. ``scored``:
+    ``(loaded trace, score)`` pairs, selected and loaded by :meth:`TraceStore.compare_prompts`."""
     groups: dict = {}
-    for ref, loaded in store.iter_loaded(list(scored)):
-        if allowed is not None and loaded["meta"]["trace_id"] not in allowed:
-            continue
+    for loaded, score in scored:
+        ref = loaded["meta"]["trace_id"]
         spans = loaded["spans"]
         by_id = {s["span_id"]: s for s in spans}
         children = an.children_index(spans)
         labels = an.step_labels([s for s in spans if not an.is_feedback(s)])
-        score = scored[ref]
         for span in spans:
             if an.role(span) != sc.KIND_LLM:
                 continue

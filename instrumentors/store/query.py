@@ -1,4 +1,4 @@
-"""Filters over the trace store: parsing, validation and SQL compilation.
+"""Filters over the trace store: parsing and validation (each reader compiles them for its engine).
 
 A filter maps an attribute name to conditions::
 
@@ -30,12 +30,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .schema import SPAN_BITS
-
 OPERATORS = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "contains", "exists")
 INTRINSICS = {"name": "name", "status": "status", "kind": "kind", "duration_ms": None}
 ALIASES = {"user_feedback.": "feedback."}
-_SQL_OPS = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+ORDERING = {"lt": "<", "lte": "<=", "gt": ">", "gte": ">="}
+_SQL_OPS = ORDERING
 MAX_IN_VALUES = 1000
 
 
@@ -134,145 +133,6 @@ def parse_filters(filters: Optional[Mapping[str, Any]]) -> list:
                     raise FilterError(f"filter {key!r}: {op!r} does not apply to the intrinsic field {key!r}")
         out.append(Condition(key, tuple(ops)))
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# SQL compilation
-# ---------------------------------------------------------------------------------------
-
-
-def _num_str(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return repr(value)
-    return str(value)
-
-
-def _value_sql(op: str, value: Any, x: str, params: list) -> str:
-    """SQL condition on one stored value ``x`` (a ``json_each`` atom: a number, 1/0 for
-    a boolean, a string; NULL for null).
-
-    Typed without asking SQLite for the JSON type (that doubled the cost of a scan):
-    SQLite orders every number before every string, so ``x < ''`` holds exactly for
-    numbers and ``x >= ''`` exactly for strings, and a number never equals a string."""
-    if op == "exists":
-        return f"{x} IS NOT NULL"
-    if op == "contains":
-        params.append(value)
-        return f"({x} >= '' AND instr({x}, ?) > 0)"
-    if op == "in":
-        values = [float(v) if isinstance(v, bool) else v for v in value]
-        values += [_num_str(v) for v in value if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        params.extend(values)
-        return f"{x} IN ({','.join('?' * len(values))})"
-    if isinstance(value, bool):
-        params.append(1.0 if value else 0.0)
-        return f"{x} = ?" if op == "eq" else f"{x} != ?"
-    if isinstance(value, (int, float)):
-        if op == "eq":
-            params.extend((value, _num_str(value)))
-            return f"{x} IN (?, ?)"
-        if op == "ne":
-            params.extend((value, _num_str(value)))
-            return f"({x} != ? AND {x} != ?)"
-        params.append(value)
-        if op in ("lt", "lte"):
-            return f"{x} {_SQL_OPS[op]} ?"  # a string is never below a number
-        return f"({x} {_SQL_OPS[op]} ? AND {x} < '')"
-    # string
-    params.append(value)
-    if op in ("eq", "ne"):
-        return f"{x} {'=' if op == 'eq' else '!='} ?"
-    if op in ("gt", "gte"):
-        return f"{x} {_SQL_OPS[op]} ?"  # a number is never above a string
-    return f"({x} {_SQL_OPS[op]} ? AND {x} >= '')"
-
-
-def _intrinsic_sql(cond: Condition, params: list) -> str:
-    if cond.key == "duration_ms":
-        column = "((end_ns - start_ns) / 1e6)"
-
-        def norm(value: Any) -> Any:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise FilterError(f"filter 'duration_ms' takes numbers, not {value!r}")
-            return value
-    else:
-        column = "name" if cond.key == "name" else f"lower({cond.key})"
-
-        def norm(value: Any) -> Any:
-            if isinstance(value, bool):
-                value = "true" if value else "false"
-            return str(value) if cond.key == "name" else str(value).lower()
-
-    parts = []
-    for op, value in cond.ops:
-        if op == "in":
-            values = [norm(v) for v in value]
-            params.extend(values)
-            parts.append(f"{column} IN ({','.join('?' * len(values))})")
-        elif op == "contains":
-            params.append(norm(value))
-            parts.append(f"instr({column}, ?) > 0")
-        elif op == "eq":
-            params.append(norm(value))
-            parts.append(f"{column} = ?")
-        elif op == "ne":
-            params.append(norm(value))
-            parts.append(f"{column} != ?")
-        else:
-            params.append(norm(value))
-            parts.append(f"{column} {_SQL_OPS[op]} ?")
-    return " AND ".join(parts) or "1"
-
-
-def _value_rows(key_id: int, column: str, ops: Sequence, params: list) -> str:
-    """SELECT of ``column`` (span or trace ref) for each stored value of the key that
-    satisfies every op: scalar blocks, then each element of array blocks."""
-    selects = []
-    for arrays, alias, source in (
-            (0, "e", "attr_blocks b, json_each(b.data) e"),
-            (1, "a", "attr_blocks b, json_each(b.data) e, json_each(e.value) a")):
-        row_params: list = [key_id]
-        # ``atom``: the value, NULL for arrays and objects (nested ones are not matched)
-        row_sql = " AND ".join(_value_sql(op, v, f"{alias}.atom", row_params) for op, v in ops)
-        params.extend(row_params)
-        selects.append(f"SELECT {column} FROM {source} WHERE b.key = ? AND b.arrays = {arrays} AND {row_sql}")
-    return " UNION ALL ".join(selects)
-
-
-def condition_sql(cond: Condition, key_id: Optional[int], level: str, params: list) -> str:
-    """A SELECT returning trace refs (level 'trace') or span ids (level 'span') for which
-    ``cond`` holds. ``key_id`` is None when no span ever had the key."""
-    if cond.intrinsic:
-        where = _intrinsic_sql(cond, params)
-        return f"SELECT {'trace' if level == 'trace' else 'id'} FROM spans WHERE {where}"
-    universe = "SELECT id FROM traces" if level == "trace" else "SELECT id FROM spans"
-    # a span ref carries its trace ref in its high bits (schema.SPAN_BITS)
-    column = f"CAST(e.key AS INTEGER) >> {SPAN_BITS}" if level == "trace" else "CAST(e.key AS INTEGER)"
-    if cond.exists_false:
-        if key_id is None:
-            return universe
-        return f"{universe} EXCEPT SELECT * FROM ({_value_rows(key_id, column, (('exists', True),), params)})"
-    if key_id is None:
-        return "SELECT id FROM traces WHERE 0"
-    return _value_rows(key_id, column, cond.ops, params)
-
-
-def compile_filters(conditions: Sequence[Condition], key_ids: Mapping[str, Optional[int]], level: str,
-                    params: list) -> Optional[str]:
-    """INTERSECT of the conditions' selects, or None when there are no conditions."""
-    if level not in ("trace", "span"):
-        raise FilterError(f"level must be 'trace' or 'span', not {level!r}")
-    selects = []
-    for cond in conditions:
-        sub_params: list = []
-        sql = condition_sql(cond, key_ids.get(cond.key), level, sub_params)
-        selects.append(f"SELECT * FROM ({sql})")
-        params.extend(sub_params)
-    if not selects:
-        return None
-    if len(selects) == 1:
-        return "SELECT DISTINCT" + selects[0][len("SELECT"):]
-    return " INTERSECT ".join(selects)
 
 
 # ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ Why this layout (measured, see ``benchmarks/bench_store.py``):
   (the one-row-per-value index answered in 30-60 ms, at half the ingest rate). ``arrays`` marks
   blocks holding array values; each element of an array is matched on its own.
   Every attribute is indexed, long strings too (``contains`` works on captured
-  text), except the causal fingerprint digests (:data:`exporter.NOT_INDEXED`).
+  text), except the causal fingerprint digests (:data:`analysis.NOT_INDEXED`).
 * Span refs carry their trace: ``spans.id = trace_ref << SPAN_BITS | n`` (n counts the
   trace's spans), so a value found in a block gives its trace with a shift, without
   touching ``spans``; trace-level filters stay a scan of one key's blocks.
@@ -39,6 +39,8 @@ import os
 import sqlite3
 from pathlib import Path
 from typing import Optional
+
+from .errors import StoreCorrupt, StoreError, StoreLocked, StoreNotFound  # noqa: F401 - re-exported
 
 SCHEMA_VERSION = 2
 #: ``spans.id = trace_ref << SPAN_BITS | n``: up to 2**24 spans per trace, 2**39 traces.
@@ -151,22 +153,6 @@ CREATE INDEX IF NOT EXISTS feedback_trace ON feedback(trace);
 """.replace("{SPAN_BITS}", str(SPAN_BITS))
 
 REQUIRED_TABLES = ("keys", "resources", "traces", "spans", "attr_blocks", "events", "links", "feedback")
-
-
-class StoreError(Exception):
-    """A trace store cannot be read; the message says why and what to do."""
-
-
-class StoreNotFound(StoreError):
-    pass
-
-
-class StoreCorrupt(StoreError):
-    pass
-
-
-class StoreLocked(StoreError):
-    pass
 
 
 def version_message(path: str, version: int) -> str:

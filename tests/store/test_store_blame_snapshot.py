@@ -181,7 +181,7 @@ def test_lean_loading_gives_the_features_of_fully_loaded_traces(varied_store, se
         assert list(lean) == refs  # every trace, the one known only from its feedback too
         assert [s["name"] for s in lean[store._resolve("ab" * 16)[0]]["spans"]] == ["feedback"]
         for ref, loaded in lean.items():
-            full = store._load_refs([ref])[ref]
+            full = store.reader.load([ref])[ref]
             for stale in (180.0, None):
                 assert _features_equal(trace_features(loaded, stale), trace_features(full, stale)), ref
         split = trace_features(lean[refs[-1]], 180.0)

@@ -209,7 +209,7 @@ def test_reads_never_change_the_file(dataset, store_path):
         store.compare_prompts()
         store.stats()
         with pytest.raises(sqlite3.OperationalError):  # the connection itself refuses writes
-            store._conn.execute("DELETE FROM spans")
+            store.reader._conn.execute("DELETE FROM spans")
     assert _fingerprint(store_path) == before
 
 
