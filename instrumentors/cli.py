@@ -214,6 +214,10 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     from .store.tracestore import normalize_trace_id
 
     path = _store_path(args)
+    from .store import url as store_url
+
+    if not store_url.parse(path).is_sqlite:
+        raise StoreError(f"{store_url.parse(path).masked}: feedback into a ClickHouse store is not supported yet")
     trace_id = args.trace_id
     if len(normalize_trace_id(trace_id)) < 32:  # a prefix: resolve it (read-only)
         with _open(args) as store:
