@@ -12,7 +12,7 @@ import hmac
 import json
 from typing import Any, Optional
 
-from . import _config, _digest_key
+from . import _config, _digest_key, _readers
 
 _TRUNCATION_MARK = "…[truncated]"
 
@@ -94,6 +94,25 @@ def json_value(obj: Any) -> Optional[str]:
 
 
 def bounded_json(obj: Any) -> str:
-    """JSON for *non-content* structures (ids, scores, tool definitions): always written,
+    """JSON for *non-content* structures (ids, scores, tool names): always written,
     only bounded in size."""
     return _bounded(dumps(obj), _config.get_config().max_attribute_length)
+
+
+def tool_definitions(tools: Any) -> Optional[str]:
+    """``gen_ai.tool.definitions`` for the tools a request offers (any provider format
+    ``_readers.tool_definitions`` reads), or None when there are none.
+
+    The convention makes the attribute Opt-In and recommends only the required
+    properties by default. Tool and parameter descriptions, enum values and defaults are
+    user-written text, so with capture off only the structure is written (type, name,
+    parameter names and types: ``_readers.tool_definitions_shape``), enough to see which
+    tools a model was offered and with which arguments; with capture on the full
+    definitions go through the redaction hook and the length limit like every captured
+    text."""
+    definitions = _readers.tool_definitions(tools)
+    if definitions is None:
+        return None
+    if capture_enabled():
+        return json_value(definitions)
+    return bounded_json(_readers.tool_definitions_shape(definitions))

@@ -41,12 +41,14 @@ def str_list(value: Any) -> Optional[list]:
 
 
 def tool_definitions(tools: Any) -> Optional[list]:
-    """Tool definitions in the shape ``gen_ai.tool.definitions`` takes.
+    """Tool definitions in the shape ``gen_ai.tool.definitions`` takes, in full.
 
     Accepts OpenAI Chat (``{"type": "function", "function": {...}}``), OpenAI Responses
     (``{"type": "function", "name": ...}``, built-in tools such as ``web_search``) and
     Anthropic (``{"name", "description", "input_schema"}``) formats, so every instrumentor
-    writes the same shape whatever the provider.
+    writes the same shape whatever the provider. The result holds user-written text
+    (descriptions, enum values, defaults): it reaches a span only through
+    ``_content.tool_definitions``, which decides what of it may be written.
     """
     if not isinstance(tools, (list, tuple)) or not tools:
         return None
@@ -68,5 +70,71 @@ def tool_definitions(tools: Any) -> Optional[list]:
             entry = {"type": ttype}
             if tool.get("name") is not None:
                 entry["name"] = tool.get("name")
+            if isinstance(tool.get("description"), str):
+                entry["description"] = tool["description"]
             out.append(entry)
     return out or None
+
+
+# JSON Schema keywords that hold structure (parameter names and types), never prose.
+_SCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SCHEMA_MAPS = ("properties", "$defs", "definitions", "patternProperties")
+_SCHEMA_MAX_DEPTH = 32
+
+
+def schema_shape(schema: Any, depth: int = 0) -> Optional[dict]:
+    """The structure of a JSON Schema without its user-written text.
+
+    Kept: ``type``, property names (``properties``, ``required``), ``items``, ``$ref``,
+    ``$defs``, the combinators and boolean ``additionalProperties``. Dropped: every
+    ``description``, ``title``, ``enum``, ``const``, ``default``, ``examples``,
+    ``pattern`` and anything unknown, since those are where an author writes prose or
+    example values. Nesting deeper than a few dozen levels is cut, not followed.
+    """
+    if not isinstance(schema, dict) or depth > _SCHEMA_MAX_DEPTH:
+        return None
+    out: dict = {}
+    kind = schema.get("type")
+    if isinstance(kind, str):
+        out["type"] = kind
+    elif isinstance(kind, (list, tuple)) and all(isinstance(k, str) for k in kind):
+        out["type"] = list(kind)
+    for key in _SCHEMA_MAPS:
+        value = schema.get(key)
+        if isinstance(value, dict):
+            out[key] = {name: schema_shape(sub, depth + 1) or {}
+                        for name, sub in value.items() if isinstance(name, str)}
+    for key in _SCHEMA_LISTS:
+        value = schema.get(key)
+        if isinstance(value, (list, tuple)):
+            out[key] = [schema_shape(sub, depth + 1) or {} for sub in value]
+    items = schema.get("items")
+    if isinstance(items, dict):
+        out["items"] = schema_shape(items, depth + 1) or {}
+    required = str_list(schema.get("required"))
+    if required and not isinstance(schema.get("required"), str):
+        out["required"] = required
+    if isinstance(schema.get("$ref"), str):
+        out["$ref"] = schema["$ref"]
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, bool):
+        out["additionalProperties"] = extra
+    elif isinstance(extra, dict):
+        out["additionalProperties"] = schema_shape(extra, depth + 1) or {}
+    return out
+
+
+def tool_definitions_shape(definitions: list) -> list:
+    """What of :func:`tool_definitions` is written with content capture off: each tool's
+    ``type`` and ``name`` (the convention's required properties) and the shape of its
+    parameters (names and types, :func:`schema_shape`), never a description."""
+    out = []
+    for definition in definitions:
+        entry = {"type": definition.get("type")}
+        if definition.get("name") is not None:
+            entry["name"] = definition["name"]
+        shape = schema_shape(definition.get("parameters"))
+        if shape:
+            entry["parameters"] = shape
+        out.append(entry)
+    return out

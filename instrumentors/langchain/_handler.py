@@ -487,7 +487,9 @@ class OTelCallbackHandler(BaseCallbackHandler):
             sc.GEN_AI_OPERATION_NAME: sc.OP_EXECUTE_TOOL,
             sc.GEN_AI_TOOL_NAME: str(name),
             sc.GEN_AI_TOOL_TYPE: "function",
-            sc.GEN_AI_TOOL_DESCRIPTION: description if isinstance(description, str) and description else None,
+            # user-written text: only with capture on, redacted and bounded
+            sc.GEN_AI_TOOL_DESCRIPTION: _content.text(description) if isinstance(description, str) and description
+            else None,
             sc.GEN_AI_TOOL_CALL_ID: call_id if isinstance(call_id, str) else None,
             sc.SPAN_KIND: sc.KIND_TOOL,
             sc.LIBRARY: "langchain",

@@ -15,7 +15,6 @@ from typing import Any, Iterable, Optional
 
 from .. import _content
 from .. import _semconv as sc
-from .._readers import tool_definitions as _shared_tool_definitions
 
 # ---------------------------------------------------------------------------------------
 # Provider names (gen_ai.provider.name) derived from the model class
@@ -191,18 +190,13 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
     if isinstance(params.get("stream"), bool):
         attrs[sc.GEN_AI_REQUEST_STREAM] = params["stream"]
-    definitions = tool_definitions(params.get("tools") or params.get("functions"))
-    if definitions:
-        attrs[sc.GEN_AI_TOOL_DEFINITIONS] = _content.bounded_json(definitions)
+    definitions = _content.tool_definitions(params.get("tools") or params.get("functions"))
+    if definitions is not None:
+        attrs[sc.GEN_AI_TOOL_DEFINITIONS] = definitions
     fmt = (options or {}).get("ls_structured_output_format") or params.get("response_format")
     if fmt:
         attrs[sc.GEN_AI_OUTPUT_TYPE] = "json"
     return attrs
-
-
-# Bound tools (OpenAI or Anthropic format) as the convention's definitions: the shared
-# reader, so LangChain spans carry the same shape as the OpenAI instrumentor's.
-tool_definitions = _shared_tool_definitions
 
 
 # ---------------------------------------------------------------------------------------

@@ -372,7 +372,8 @@ class DispatcherLogic:
             sc.GEN_AI_OPERATION_NAME: sc.OP_EXECUTE_TOOL,
             sc.GEN_AI_TOOL_NAME: name,
             sc.GEN_AI_TOOL_TYPE: "function",
-            sc.GEN_AI_TOOL_DESCRIPTION: _string(getattr(metadata, "description", None)),
+            # user-written text: only with capture on, redacted and bounded
+            sc.GEN_AI_TOOL_DESCRIPTION: _content.text(_string(getattr(metadata, "description", None))),
             sc.GEN_AI_TOOL_CALL_ARGUMENTS: _content.text(arguments),
         })
         return _Start(f"{sc.OP_EXECUTE_TOOL} {name}", attrs, consumes=[arguments] if arguments else None)

@@ -26,8 +26,7 @@ from opentelemetry.trace import SpanKind
 from .. import _semconv as sc
 from .. import causal
 from .._config import get_config
-from .._content import bounded_json, json_value
-from .._readers import tool_definitions
+from .._content import json_value, tool_definitions
 from .._spans import (
     StreamObserver,
     context_with_llm_frame,
@@ -289,8 +288,8 @@ def start_llm(tel: Telemetry, instance: Any, method: str, args: tuple, kwargs: d
     attrs[sc.LIBRARY] = LIBRARY
     attrs[sc.COMPONENT] = type(instance).__name__
     tools = tool_definitions(kwargs.get("tools"))
-    if tools:
-        attrs[sc.GEN_AI_TOOL_DEFINITIONS] = bounded_json(tools)
+    if tools is not None:
+        attrs[sc.GEN_AI_TOOL_DEFINITIONS] = tools
 
     if op == sc.OP_CHAT:
         messages = args[0] if args else kwargs.get("messages")

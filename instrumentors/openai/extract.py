@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from .. import _semconv as sc
 from .. import _content
-from .._readers import field, integer, number, str_list, tool_definitions
+from .._readers import field, integer, number, str_list
 
 __all__ = ["OPERATIONS", "Operation", "Result", "operation_for"]
 
@@ -30,7 +30,6 @@ _g = field
 _num = number
 _int = integer
 _str_list = str_list
-_tool_definitions = tool_definitions
 
 _dict_get = dict.get
 
@@ -303,7 +302,9 @@ class Operation:
     def system_instructions(self, body: dict) -> Optional[list]:
         return None
 
-    def tool_definitions(self, body: dict) -> Optional[list]:
+    def tools(self, body: dict) -> Any:
+        """The tools the request offers, as sent (``_content.tool_definitions`` decides
+        what of them a span may carry)."""
         return None
 
     def result(self, response: Any, keep_text: bool) -> Result:
@@ -344,8 +345,8 @@ class _Chat(Operation):
                 attrs[sc.GEN_AI_OUTPUT_TYPE] = out
         _system_hash([], body.get("messages"), attrs)
 
-    def tool_definitions(self, body: dict) -> Optional[list]:
-        return _tool_definitions(body.get("tools") or body.get("functions"))
+    def tools(self, body: dict) -> Any:
+        return body.get("tools") or body.get("functions")
 
     def input_texts(self, body: dict) -> list:
         out: list = []
@@ -679,8 +680,8 @@ class _Responses(Operation):
         _system_hash([instructions] if isinstance(instructions, str) and instructions else [],
                      items if isinstance(items, (list, tuple)) else None, attrs)
 
-    def tool_definitions(self, body: dict) -> Optional[list]:
-        return _tool_definitions(body.get("tools"))
+    def tools(self, body: dict) -> Any:
+        return body.get("tools")
 
     def input_texts(self, body: dict) -> list:
         out: list = []

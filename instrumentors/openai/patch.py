@@ -40,7 +40,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from .. import _semconv as sc
 from .. import causal
 from .._config import get_config
-from .._content import bounded_json, json_value
+from .._content import json_value, tool_definitions
 from .._metrics import GenAIMetrics
 from .._spans import (
     StreamObserver,
@@ -423,11 +423,11 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
     if op.streams:
         attrs[sc.GEN_AI_REQUEST_STREAM] = stream
     op.request_attributes(body, attrs)
-    tools = op.tool_definitions(body)
+    tools = tool_definitions(op.tools(body))
     span_attrs = attrs
-    if tools:
+    if tools is not None:
         span_attrs = dict(attrs)
-        span_attrs[sc.GEN_AI_TOOL_DEFINITIONS] = bounded_json(tools)
+        span_attrs[sc.GEN_AI_TOOL_DEFINITIONS] = tools
 
     capture = cfg.capture_content
     if capture:

@@ -364,7 +364,6 @@ def test_tool_span_content_off(lc, span_exporter):
         sc.GEN_AI_OPERATION_NAME: "execute_tool",
         sc.GEN_AI_TOOL_NAME: "get_weather",
         sc.GEN_AI_TOOL_TYPE: "function",
-        sc.GEN_AI_TOOL_DESCRIPTION: "Get the current weather for a city.",
         sc.SPAN_KIND: sc.KIND_TOOL,
         sc.LIBRARY: "langchain",
         sc.COMPONENT: "get_weather",

@@ -303,6 +303,15 @@ def test_tool_definitions_from_chat_kwargs(li, spans):
     EchoLLM(seen=[]).chat(MESSAGES, tools=tools)
     span = spans().one("chat echo-1")
     assert json.loads(span.attributes[sc.GEN_AI_TOOL_DEFINITIONS]) == [
+        {"type": "function", "name": "lookup", "parameters": {"type": "object", "properties": {}}}]
+
+
+def test_tool_definitions_from_chat_kwargs_with_capture(li, spans, capture):
+    tools = [{"type": "function", "function": {"name": "lookup", "description": "Look up.",
+                                               "parameters": {"type": "object", "properties": {}}}}]
+    EchoLLM(seen=[]).chat(MESSAGES, tools=tools)
+    span = spans().one("chat echo-1")
+    assert json.loads(span.attributes[sc.GEN_AI_TOOL_DEFINITIONS]) == [
         {"type": "function", "name": "lookup", "description": "Look up.",
          "parameters": {"type": "object", "properties": {}}}]
 

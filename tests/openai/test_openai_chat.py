@@ -54,11 +54,20 @@ def _basic() -> dict:
     return {**BASIC, sc.SYSTEM_PROMPT_HASH: _content.content_hash(S.SYSTEM)}
 
 
+# With content capture on: the definitions in full.
 TOOL_DEFINITIONS = [
     {"type": "function", "name": "get_weather", "description": "Get the current weather for a city.",
      "parameters": S.WEATHER_TOOL["function"]["parameters"]},
     {"type": "function", "name": "get_time", "description": "Get the local time in a timezone.",
      "parameters": S.TIME_TOOL["function"]["parameters"]},
+]
+# With capture off: names and the parameters' names and types, no description or enum values.
+TOOL_SHAPES = [
+    {"type": "function", "name": "get_weather", "parameters": {
+        "type": "object", "properties": {"location": {"type": "string"}, "unit": {"type": "string"}},
+        "required": ["location"]}},
+    {"type": "function", "name": "get_time", "parameters": {
+        "type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}},
 ]
 TOOL_CALLS = [
     {"id": "call_W7x1", "name": "get_weather", "type": "function"},
@@ -165,7 +174,7 @@ async def test_chat_parallel_tool_calls(span_exporter, is_async):
     result = await S.run(S.SCENARIOS["chat_tools"], is_async)
     assert [c.function.name for c in result.choices[0].message.tool_calls] == ["get_weather", "get_time"]
     attrs = S.attrs(S.only_span(span_exporter))
-    assert json.loads(attrs.pop(sc.GEN_AI_TOOL_DEFINITIONS)) == TOOL_DEFINITIONS
+    assert json.loads(attrs.pop(sc.GEN_AI_TOOL_DEFINITIONS)) == TOOL_SHAPES
     assert attrs == TOOLS_RESULT
     assert S.WEATHER_ARGS not in str(attrs)  # arguments are content
 

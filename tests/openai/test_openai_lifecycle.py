@@ -433,13 +433,15 @@ async def test_raw_body_over_the_limit_is_not_decoded(instrument, span_exporter,
     assert span.attributes[sc.GEN_AI_REQUEST_MODEL] == "gpt-4o-mini"
 
 
-def test_tool_definitions_are_bounded(set_config):
-    set_config(max_attribute_length=64)
-    from instrumentors._content import bounded_json
+@pytest.mark.parametrize("capture", [False, True])
+def test_tool_definitions_are_bounded(set_config, capture):
+    set_config(max_attribute_length=64, capture_content=capture)
+    from instrumentors._content import tool_definitions
 
-    definitions = extract.OPERATIONS["/chat/completions"].tool_definitions({"tools": [S.WEATHER_TOOL] * 10})
-    assert len(bounded_json(definitions)) == 64
-    assert json.loads(json.dumps(definitions))[0]["name"] == "get_weather"
+    tools = extract.OPERATIONS["/chat/completions"].tools({"tools": [S.WEATHER_TOOL] * 10})
+    value = tool_definitions(tools)
+    assert len(value) == 64
+    assert value.startswith('[{"type":"function","name":"get_weather"')
 
 
 # -- switches ---------------------------------------------------------------------------
