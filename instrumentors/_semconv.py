@@ -144,6 +144,18 @@ PROMPT_TEMPLATE_HASH = "instrumentors.prompt.template_hash"
 PROMPT_TEMPLATE = "instrumentors.prompt.template"  # content
 SYSTEM_PROMPT_HASH = "instrumentors.prompt.system_hash"
 
+# --- ours: graphs (LangGraph) -----------------------------------------------------------
+KIND_NODE = "node"  # instrumentors.span.kind of one node execution of a graph
+GRAPH_NAME = "instrumentors.graph.name"  # the graph's name (graph spans)
+GRAPH_NODE = "instrumentors.graph.node"  # the node that ran (node spans), e.g. "agent", "tools"
+GRAPH_STEP = "instrumentors.graph.step"  # the superstep the node ran in (node spans)
+GRAPH_TRIGGERS = "instrumentors.graph.triggers"  # channels that triggered the node, e.g. "branch:to:agent"
+GRAPH_STEPS = "instrumentors.graph.steps"  # graph spans: the last superstep when the run ended
+GRAPH_STATUS = "instrumentors.graph.status"  # graph spans: done | interrupt_before | interrupt_after | out_of_steps | ...
+GRAPH_RECURSION_LIMIT = "instrumentors.graph.recursion_limit"  # graph spans: the run's recursion_limit
+GRAPH_INTERRUPTED = "instrumentors.graph.interrupted"  # the run stopped at an interrupt (not an error)
+GRAPH_RESUMED = "instrumentors.graph.resumed"  # graph spans: the run resumed an interrupted thread
+
 # --- ours: causal links ---------------------------------------------------------------
 CAUSAL_SOURCE_COUNT = "instrumentors.causal.source_count"
 CAUSAL_SOURCE_IDS = "instrumentors.causal.source_ids"

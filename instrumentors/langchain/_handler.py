@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from typing import Any, Optional
 from uuid import UUID
 
@@ -37,6 +38,7 @@ from .._spans import (
     usage_attributes,
 )
 from . import _causal
+from . import _graph
 from . import _readers as readers
 from ._readers import set_span_attributes
 from . import _retrieval as retrieval
@@ -68,6 +70,31 @@ class Run:
         if ctx is None:
             ctx = self.ctx = trace.set_span_in_context(self.span)
         return ctx
+
+
+class GraphRun(Run):
+    """A LangGraph graph run: its Pregel loop (weakly; read when the run ends) and whether
+    a node stopped at an interrupt."""
+
+    __slots__ = ("loop", "interrupted")
+
+    def __init__(self, span: Span, ctx: Optional[otel_context.Context], loop: Any) -> None:
+        super().__init__(span, ctx)
+        try:
+            self.loop = weakref.ref(loop) if loop is not None else None
+        except TypeError:
+            self.loop = None
+        self.interrupted = False
+
+
+class NodeRun(Run):
+    """One node execution of a graph run (``graph``: that run, if ours)."""
+
+    __slots__ = ("graph",)
+
+    def __init__(self, span: Span, ctx: Optional[otel_context.Context], graph: Optional[GraphRun]) -> None:
+        super().__init__(span, ctx)
+        self.graph = graph
 
 
 class LLMRun(Run):
@@ -242,15 +269,23 @@ class OTelCallbackHandler(BaseCallbackHandler):
             deferred = bool(kwargs.get("defers_inputs")) or (type(inputs) is dict and inputs == _PLACEHOLDER_INPUT)
             if not deferred and get_config().capture_content:
                 attrs = {**attrs, sc.INPUT_VALUE: _content.json_value(readers.to_jsonable(inputs)) or "null"}
-            parent = None
+            parent = parent_run = None
             if parent_run_id is not None:
                 parent_run = self._runs.get(getattr(parent_run_id, "int", parent_run_id))
                 if parent_run is not None:
                     parent = parent_run.ctx or parent_run.context()
+            node_attrs = (_graph.node_attributes(name, tags, metadata)
+                          if metadata and "langgraph_node" in metadata else None)
+            if node_attrs is not None:
+                attrs = {**attrs, **node_attrs}
             # attrs holds no None value: the SDK is called directly (hot path)
             span = self.tracer.start_span(name, context=parent, attributes=attrs)
             # the run's context, made now while the run's starting context is current
-            run = Run(span, set_span_in_context(span))
+            if node_attrs is None:
+                run = Run(span, set_span_in_context(span))
+            else:
+                run = NodeRun(span, set_span_in_context(span),
+                              parent_run if parent_run.__class__ is GraphRun else None)
             run.deferred_inputs = deferred
             runs = self._runs
             runs[getattr(run_id, "int", run_id)] = run
@@ -266,6 +301,8 @@ class OTelCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         span = run.span
+        if run.__class__ is GraphRun:
+            self._finish_graph(run)
         try:
             if get_config().capture_content:
                 inputs = kwargs.get("inputs")
@@ -283,8 +320,55 @@ class OTelCallbackHandler(BaseCallbackHandler):
     @_guard
     def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._pop(run_id)
-        if run is not None:
-            end_span(run.span, None if isinstance(error, GeneratorExit) else error)
+        if run is None:
+            return
+        if isinstance(run, NodeRun) and run.graph is not None and _graph.control_flow(error) == "interrupt":
+            run.graph.interrupted = True
+        if isinstance(run, GraphRun):
+            self._finish_graph(run)
+        self._end_with(run, error)
+
+    def _end_with(self, run: Run, error: BaseException) -> None:
+        """End a run's span on an error callback. A stream closed early is no error, nor
+        is LangGraph's control flow (an interrupt, a command to the parent graph)."""
+        if isinstance(error, GeneratorExit):
+            end_span(run.span)
+            return
+        flow = _graph.control_flow(error)
+        if flow is None:
+            end_span(run.span, error)
+            return
+        if flow == "interrupt":
+            run.span.set_attribute(sc.GRAPH_INTERRUPTED, True)
+        end_span(run.span)
+
+    # graphs (LangGraph) -------------------------------------------------------------------
+    def start_graph(self, manager: Any, nodes: Any, config: Any, graph_input: Any, loop: Any) -> None:
+        """LangGraph built the Pregel loop of the run ``manager`` belongs to: that run is a
+        graph run (see ``_graph``). Its span gets the graph's name and attributes."""
+        if not self.active:
+            return
+        run_id = getattr(manager, "run_id", None)
+        if run_id is None:
+            return
+        key = getattr(run_id, "int", run_id)
+        run = self._runs.get(key)
+        if run is None or run.__class__ is not Run:
+            return
+        name = getattr(run.span, "name", None) or "LangGraph"
+        span_name, attrs = _graph.graph_attributes(str(name), _graph.is_agent(nodes), config, graph_input)
+        run.span.update_name(span_name)
+        set_span_attributes(run.span, attrs)
+        graph_run = GraphRun(run.span, run.ctx, loop)
+        graph_run.deferred_inputs = run.deferred_inputs
+        self._runs[key] = graph_run
+
+    def _finish_graph(self, run: GraphRun) -> None:
+        try:
+            loop = run.loop() if run.loop is not None else None
+            set_span_attributes(run.span, _graph.loop_end_attributes(loop, run.interrupted))
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langchain.graph_end", exc)
 
     # chat models and LLMs -------------------------------------------------------------------
     def on_chat_model_start(self, serialized: Any, messages: Any, *, run_id: UUID,
@@ -525,7 +609,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         run = self._pop(run_id)
         if run is not None:
-            end_span(run.span, error)
+            self._end_with(run, error)
 
 
 HANDLER = OTelCallbackHandler()

@@ -654,6 +654,63 @@ def _patch_set_config_context() -> None:
             continue
 
 
+# ---------------------------------------------------------------------------------------
+# LangGraph: graph runs and node bodies (see ``_graph``)
+# ---------------------------------------------------------------------------------------
+
+
+def _pregel_loop_init(wrapped: Callable, instance: Any, args: tuple, kwargs: dict) -> Any:
+    """After LangGraph built a run's Pregel loop, the handler marks that run a graph run."""
+    result = wrapped(*args, **kwargs)
+    if HANDLER.active:
+        try:
+            HANDLER.start_graph(kwargs.get("manager"), kwargs.get("nodes"), kwargs.get("config"),
+                                args[0] if args else kwargs.get("input"), instance)
+        except Exception as exc:  # noqa: BLE001
+            report_internal_error("langgraph.loop_init", exc)
+    return result
+
+
+_langgraph_hook_registered = False
+
+
+def _patch_langgraph() -> None:
+    """LangGraph, if the app uses it: now if it is imported, else when it is.
+
+    Patched: ``PregelLoop.__init__`` (names graph runs) and LangGraph's own
+    ``set_config_context`` (a node's function runs with the node run's span current, so a
+    raw client call or your own span inside a node nests under it)."""
+    global _langgraph_hook_registered
+    if "langgraph.pregel._loop" in sys.modules:
+        _patch_langgraph_now()
+        return
+    if not _langgraph_hook_registered:
+        _langgraph_hook_registered = True
+        import wrapt
+
+        wrapt.register_post_import_hook(_on_langgraph_import, "langgraph.pregel._loop")
+
+
+def _on_langgraph_import(module: Any) -> None:
+    if HANDLER.active:
+        with fail_open("langgraph.instrument"):
+            _patch_langgraph_now()
+
+
+def _patch_langgraph_now() -> None:
+    from langgraph.pregel._loop import PregelLoop
+
+    with fail_open("langgraph.instrument.PregelLoop"):
+        _wrap_method(PregelLoop, "__init__", _pregel_loop_init)
+    with fail_open("langgraph.instrument.set_config_context"):
+        from langgraph._internal import _runnable
+
+        original = _runnable.__dict__.get("set_config_context")
+        if original is not None and not _is_ours(original):
+            setattr(_runnable, "set_config_context", _wrap_set_config_context(original))
+            _module_records.append((_runnable, original))
+
+
 def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
     """Each step fails open on its own: a LangChain version that moved one target loses
     that piece of tracing, never the app and never the other pieces."""
@@ -689,6 +746,8 @@ def instrument(tracer: trace.Tracer, metrics: GenAIMetrics) -> None:
         VECTOR_STORES.install(VectorStore)
     with fail_open("langchain.instrument.embeddings"):
         EMBEDDINGS.install(Embeddings)
+    with fail_open("langchain.instrument.langgraph"):
+        _patch_langgraph()
 
 
 def uninstrument() -> None:
