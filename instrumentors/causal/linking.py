@@ -125,9 +125,12 @@ def select(
         return [], []
 
     present: set = set()  # content present, not linked (duplicates, subsets)
-    groups: Dict[Tuple[int, Tuple[int, ...]], List[Source]] = {}
+    # A retrieved document is an origin, never shadowed by a step that passed it on
+    # unchanged (a retriever tool returning the chunk, a step producing it): both link,
+    # so the document id reaches the reader however many turns later it reads it.
+    groups: Dict[Tuple[bool, int, Tuple[int, ...]], List[Source]] = {}
     for source in candidates:
-        groups.setdefault((source.signature, source.keys), []).append(source)
+        groups.setdefault((source.kind == "document", source.signature, source.keys), []).append(source)
     chosen: List[Source] = []
     for members in groups.values():
         kept = _choose_in_group(members, trace_id)
