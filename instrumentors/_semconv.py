@@ -130,6 +130,9 @@ STREAM_ENDED_BY = "instrumentors.stream.ended_by"  # exhausted | closed | abando
 # Tool calls an LLM response asked for: JSON [{"id","name","type"}], never the arguments
 RESPONSE_TOOL_CALLS = "instrumentors.response.tool_calls"
 
+# Tool results: true when a tool returned nothing (empty or whitespace), capture on or off
+TOOL_RESULT_EMPTY = "instrumentors.tool.result_empty"
+
 # Moderation (category names and flags only, never the checked text)
 MODERATION_FLAGGED = "instrumentors.moderation.flagged"  # any input flagged
 MODERATION_FLAGGED_CATEGORIES = "instrumentors.moderation.flagged_categories"  # sorted union

@@ -207,6 +207,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
             self._runs.clear()
         for run in runs:
             end_span(run.span)
+        _causal.TOOL_CALLS.clear()
 
     # run map -----------------------------------------------------------------------------
     @property
@@ -420,6 +421,11 @@ class OTelCallbackHandler(BaseCallbackHandler):
             texts = (readers.message_texts(messages) if messages is not None
                      else [p for p in prompts or () if isinstance(p, str) and p])
             links = _causal.consume(texts, parent, attrs)
+            if messages:
+                by_call = _causal.TOOL_CALLS.links(messages, parent, links)
+                if by_call:
+                    links = (links or []) + by_call
+                    attrs[sc.CAUSAL_SOURCE_COUNT] = (attrs.get(sc.CAUSAL_SOURCE_COUNT) or 0) + len(by_call)
         model = attrs.get(sc.GEN_AI_REQUEST_MODEL)
         name = f"{operation} {model}" if model else operation
         span = start_span(self.tracer, name, kind=SpanKind.CLIENT, attributes=attrs, links=links, parent=parent)
@@ -585,6 +591,8 @@ class OTelCallbackHandler(BaseCallbackHandler):
         parent = self._parent(parent_run_id)
         links = _causal.consume([args_text], parent, attrs) if args_text and cfg.causal_links else None
         span = start_span(self.tracer, f"{sc.OP_EXECUTE_TOOL} {name}", attributes=attrs, links=links, parent=parent)
+        if cfg.causal_links and call_id:
+            _causal.TOOL_CALLS.put(span, call_id)
         self._put(run_id, Run(span, set_span_in_context(span)))
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
@@ -595,12 +603,13 @@ class OTelCallbackHandler(BaseCallbackHandler):
             return
         try:
             cfg = get_config()
-            if cfg.capture_content or cfg.causal_links:
-                text = readers.result_text(output)
-                if cfg.capture_content:
-                    run.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _content.text(text) or "")
-                if text:
-                    _causal.produce(run.span, lambda: [_causal.Produced(text=text, kind="tool_result")])
+            text = readers.result_text(output)
+            if not text or not text.strip():
+                run.span.set_attribute(sc.TOOL_RESULT_EMPTY, True)  # capture on or off: no text
+            if cfg.capture_content:
+                run.span.set_attribute(sc.GEN_AI_TOOL_CALL_RESULT, _content.text(text) or "")
+            if text and cfg.causal_links:
+                _causal.produce(run.span, lambda: [_causal.Produced(text=text, kind="tool_result")])
         except Exception as exc:  # noqa: BLE001
             report_internal_error("langchain.tool_end", exc)
         end_span(run.span)

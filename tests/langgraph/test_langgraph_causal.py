@@ -101,3 +101,48 @@ async def test_links_across_turns_async_capture_on(lc, spans, set_config):
 
     await _run({"messages": [("user", QUESTION)]}, ainvoke)
     _assert_links(spans())
+
+
+def test_empty_tool_result_is_flagged_and_still_links_by_call_id(lc, spans, set_config):
+    """An empty result has no text to match: the next model call links the tool span by
+    its tool call id, and the tool span says it returned nothing (capture off)."""
+    from langgraph.prebuilt import create_react_agent
+
+    from lg_helpers import empty_search, react_policy
+
+    set_config(capture_content=False, causal_links=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        agent = create_react_agent(FakeOpenAI(react_policy("empty_search")).chat_model(), [empty_search])
+    agent.invoke({"messages": [("user", QUESTION)]})
+    tree = spans()
+    tool = tree.one("execute_tool empty_search")
+    assert tool.attributes[sc.TOOL_RESULT_EMPTY] is True
+    final = [s for s in tree.named("chat gpt-4o-mini") if s.attributes.get(sc.LIBRARY) == "langchain"][-1]
+    by_tool = links_of(final, sc.LINK_CAUSED_BY_TOOL)
+    assert [(ln.context.span_id, ln.attributes[sc.GEN_AI_TOOL_CALL_ID]) for ln in by_tool] == [
+        (tool.context.span_id, "call_1")]
+    assert sc.TOOL_RESULT_EMPTY not in tree.one("invoke_agent LangGraph").attributes
+
+
+def test_tool_call_map_is_bounded_and_scoped_to_the_trace():
+    from opentelemetry.sdk.trace import TracerProvider
+    from langchain_core.messages import ToolMessage
+
+    from instrumentors.langchain._causal import ToolCallSpans
+
+    tracer = TracerProvider().get_tracer("t")
+    calls = ToolCallSpans(max_entries=3)
+    spans_made = []
+    with tracer.start_as_current_span("request") as request:
+        for i in range(5):
+            span = tracer.start_span(f"tool {i}")
+            calls.put(span, f"call_{i}")
+            spans_made.append(span)
+        assert len(calls) == 3  # the two oldest evicted
+        found = calls.links([ToolMessage("", tool_call_id="call_0"), ToolMessage("", tool_call_id="call_4")],
+                            None, None)
+        assert [link.context.span_id for link in found] == [spans_made[4].get_span_context().span_id]
+    with tracer.start_as_current_span("another request"):  # same call id, other trace: no link
+        assert calls.links([ToolMessage("", tool_call_id="call_4")], None, None) == []
+    assert request is not None
