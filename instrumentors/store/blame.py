@@ -13,7 +13,10 @@ call that did not contribute is not blamed:
 * ``document X linked into step S`` (the causal link from the retrieval to the
   generation that used it; to any consuming step when no model span took documents),
   ``document X ranked first by step R``, and ``the top-ranked / a document retrieved by
-  R was stale`` (date-like metadata older than ``stale_after_days``).
+  R was stale`` (date-like metadata older than ``stale_after_days``);
+* in agent traces, by tool and node *name* (wherever in the loop they ran): ``tool T was
+  called``, ``tool T returned empty``, ``tool T failed``, ``node N failed``, and ``graph G
+  ran up to its recursion limit``.
 
 Each feature's share of negative vs positive traces is compared; findings are ranked by
 the difference of the two shares, keeping those seen in at least ``min_support``
@@ -42,6 +45,7 @@ SKIPPED_KEYS = frozenset({
     sc.GEN_AI_TOOL_CALL_ID, sc.CAUSAL_SOURCE_IDS, sc.CAUSAL_UNUSED_IDS, sc.TRUNCATED, sc.SPAN_KIND,
     sc.LIBRARY, sc.GEN_AI_TOOL_DEFINITIONS, sc.RERANK_INPUT_DOCUMENTS, sc.RERANK_OUTPUT_DOCUMENTS,
     sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, "input.query",
+    sc.GEN_AI_CONVERSATION_ID, sc.TOOL_RESULT_EMPTY,  # identity; a tool feature of its own
 }) | NOT_INDEXED
 MAX_CATEGORICAL_LENGTH = 80
 P_VALUE_LIMIT = 0.05
@@ -118,6 +122,7 @@ def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Featu
         step = labels[span_id]
         if span["status"] == "ERROR":
             categorical[("attr", step, "status", "ERROR")] = True
+        _agent_features(span, categorical)
         for key, value in span["attributes"].items():
             skip = skipped.get(key)
             if skip is None:
@@ -177,6 +182,31 @@ def trace_features(loaded: Mapping, stale_after_days: Optional[float]) -> _Featu
     return features
 
 
+def _agent_features(span: dict, categorical: dict) -> None:
+    """Tools and nodes by name, so a tool that returned nothing counts the same whether it
+    ran in the loop's first turn or its fifth."""
+    attrs = span["attributes"]
+    role = attrs.get(sc.SPAN_KIND)
+    if role == sc.KIND_TOOL:
+        name = str(attrs.get(sc.GEN_AI_TOOL_NAME) or span["name"])
+        categorical[("tool", name, "called")] = True
+        if attrs.get(sc.TOOL_RESULT_EMPTY) is True:
+            categorical[("tool", name, "empty")] = True
+        if span["status"] == "ERROR":
+            categorical[("tool", name, "error")] = True
+    elif role == sc.KIND_NODE and span["status"] == "ERROR":
+        categorical[("node", str(attrs.get(sc.GRAPH_NODE) or span["name"]), "error")] = True
+    if sc.GRAPH_STATUS in attrs:
+        steps, limit = an.number(attrs.get(sc.GRAPH_STEPS)), an.number(attrs.get(sc.GRAPH_RECURSION_LIMIT))
+        if attrs[sc.GRAPH_STATUS] == "out_of_steps" or (
+                steps is not None and limit is not None and steps >= limit - 1):
+            categorical[("graph", str(attrs.get(sc.GRAPH_NAME) or span["name"]), "recursion_limit")] = True
+
+
+_AGENT_WORDS = {"called": "was called", "empty": "returned empty", "error": "failed",
+                "recursion_limit": "ran up to its recursion limit"}
+
+
 #: attribute key -> not a feature (filled as keys are met; keys are a small vocabulary,
 #: bounded so a store with generated key names cannot grow it without limit)
 _skip_cache: dict = {}
@@ -207,6 +237,9 @@ def _describe(feature: tuple, neg_rate: float, pos_rate: float) -> str:
     if kind == "retrieved":
         _, doc, step = feature
         return f"document {doc!r} ranked first by {step!r} {share}"
+    if kind in ("tool", "node", "graph"):
+        _, name, what = feature
+        return f"{kind} {name!r} {_AGENT_WORDS.get(what, what)} {share}"
     if kind == "stale":
         which = "the top-ranked document" if feature[2] == "top" else "a document"
         return f"{which} retrieved by {feature[1]!r} was stale (indexed long ago) {share}"
@@ -218,7 +251,7 @@ def _finding(feature: tuple, neg_with: set, pos_with: set, n_neg: int, n_pos: in
     neg_rate, pos_rate = a / n_neg, c / n_pos
     out = {
         "kind": {"num": "attribute", "attr": "attribute", "linked": "document", "retrieved": "document",
-                 "stale": "document"}[feature[0]],
+                 "stale": "document", "tool": "tool", "node": "node", "graph": "graph"}[feature[0]],
         "description": _describe(feature, neg_rate, pos_rate),
         "negative_count": a, "negative_rate": round(neg_rate, 4),
         "positive_count": c, "positive_rate": round(pos_rate, 4),
@@ -233,6 +266,8 @@ def _finding(feature: tuple, neg_with: set, pos_with: set, n_neg: int, n_pos: in
         out.update(step=feature[2], document_id=feature[1], produced_by=feature[3], relation="linked")
     elif feature[0] == "retrieved":
         out.update(step=feature[2], document_id=feature[1], relation="retrieved")
+    elif feature[0] in ("tool", "node", "graph"):
+        out.update(step=feature[1], relation=feature[2], **{feature[0]: feature[1]})
     else:
         out.update(step=feature[1], relation="stale", which=feature[2])
     return out
@@ -396,4 +431,6 @@ def blame(scored: Iterable[tuple], *, threshold: float = 0.5, feedback_key: Opti
 def _kind_rank(finding: dict) -> int:
     """On a tie (the same traces), prefer what a person acts on: the document used,
     its staleness, the document retrieved, then a step attribute."""
+    if finding.get("kind") in ("tool", "node", "graph"):  # a named tool's outcome before a raw attribute
+        return 2 if finding.get("relation") != "called" else 3
     return {"linked": 0, "stale": 1, "retrieved": 2}.get(finding.get("relation"), 3)

@@ -11,7 +11,9 @@ Anomalies flagged: errors, empty retrievals, low retrieval / linked-document sco
 (``low_score``, default 0.6), stale documents (a date-like metadata field older than
 ``stale_after_days`` at trace time), documents retrieved but unused by the step that
 took the retrieval's output, ``finish_reason=length``, failed validators
-(``instrumentors.step.status``), and the step a negative feedback blamed. The "likely
+(``instrumentors.step.status``), the step a negative feedback blamed, and in agent traces
+(LangGraph) a tool that returned nothing, a loop that hit or ran up to the recursion limit,
+and an interrupted run; documents a tool retrieved say which tool. The "likely
 cause" is the most upstream warning on the causal path of the output, because a
 downstream symptom (a wrong answer) is explained by what fed it.
 """
@@ -186,6 +188,43 @@ def _matches_blamed(span: dict, blamed: str) -> bool:
     return any(isinstance(n, str) and (needle in n.lower() or n.lower() in needle) for n in names if n)
 
 
+def _tool_name(span: dict) -> str:
+    attrs = span["attributes"]
+    return str(attrs.get(sc.GEN_AI_TOOL_NAME) or span["name"])
+
+
+def _inside_tool(span: dict, by_id: dict) -> Optional[dict]:
+    """The tool span a step ran inside (a retriever an agent's tool called), if any."""
+    parent = by_id.get(span.get("parent_span_id"))
+    while parent is not None:
+        if an.role(parent) == sc.KIND_TOOL:
+            return parent
+        parent = by_id.get(parent.get("parent_span_id"))
+    return None
+
+
+def _graph_anomalies(span: dict) -> list:
+    """A graph run (LangGraph) that looped to its recursion limit or stopped at an interrupt."""
+    attrs = span["attributes"]
+    out = []
+    status, steps = attrs.get(sc.GRAPH_STATUS), an.number(attrs.get(sc.GRAPH_STEPS))
+    limit = an.number(attrs.get(sc.GRAPH_RECURSION_LIMIT))
+    what = "agent" if an.role(span) == sc.KIND_AGENT else "graph"
+    if status == "out_of_steps":
+        out.append(_anomaly("recursion_limit", "error", span,
+                            f"the {what} loop hit the recursion limit"
+                            + (f" ({limit:g} steps)" if limit is not None else "") + " without finishing",
+                            steps=steps, limit=limit))
+    elif limit is not None and steps is not None and steps >= limit - 1:
+        out.append(_anomaly("recursion_limit", "warning", span,
+                            f"the {what} loop ran {steps:g} steps, up to its recursion limit ({limit:g}): "
+                            "it stopped for lack of steps, not because it had an answer",
+                            steps=steps, limit=limit))
+    if attrs.get(sc.GRAPH_INTERRUPTED) is True:
+        out.append(_anomaly("interrupted", "info", span, f"the {what} stopped at an interrupt (waiting for input)"))
+    return out
+
+
 def _span_anomalies(span: dict, by_id: dict, low_score: float, stale_after_days: Optional[float],
                     trace_start: Optional[int]) -> list:
     attrs = span["attributes"]
@@ -194,6 +233,11 @@ def _span_anomalies(span: dict, by_id: dict, low_score: float, stale_after_days:
         out.append(_anomaly("error", "error", span,
                             f"failed: {attrs.get(sc.ERROR_TYPE) or 'error'} {span.get('status_message') or ''}".strip()))
     role = an.role(span)
+    if role == sc.KIND_TOOL and attrs.get(sc.TOOL_RESULT_EMPTY) is True:
+        out.append(_anomaly("empty_tool_result", "warning", span, f"tool {_tool_name(span)!r} returned nothing",
+                            tool=_tool_name(span)))
+    if sc.GRAPH_STATUS in attrs:
+        out.extend(_graph_anomalies(span))
     if role in (sc.KIND_RETRIEVER, sc.KIND_RERANKER):
         count = attrs.get(sc.RETRIEVAL_DOCUMENT_COUNT)
         if count == 0:
@@ -229,6 +273,12 @@ def _span_anomalies(span: dict, by_id: dict, low_score: float, stale_after_days:
         out.append(_anomaly("retrieved_unused", "info" if len(unused) < 3 else "warning", span,
                             "retrieved but not in this step's input: " + ", ".join(map(str, list(unused)[:8])),
                             documents=list(unused)))
+    if role in (sc.KIND_RETRIEVER, sc.KIND_RERANKER) and out:
+        tool = _inside_tool(span, by_id)
+        if tool is not None:
+            for a in out:
+                a["tool"] = _tool_name(tool)
+                a["message"] += f" (retrieved by tool {_tool_name(tool)!r})"
     reasons = an.finish_reasons(span)
     if any(r in an.TRUNCATED_FINISH for r in reasons):
         out.append(_anomaly("finish_length", "warning", span,
@@ -311,7 +361,93 @@ def explain(data: Mapping, *, low_score: float = 0.6, feedback_threshold: float 
                                   -position.get(a["span_id"], -1)))
     result["anomalies"] = anomalies
     result["likely_cause"] = _likely_cause(anomalies, position)
+    agent = _agent_summary(spans, by_id, children)
+    if agent is not None:
+        result["agent"] = agent
     return result
+
+
+def _agent_summary(spans: list, by_id: dict, children: dict) -> Optional[dict]:
+    """For a trace with a graph run (LangGraph): its turns (node executions in step order
+    with the tools they ran) and where the final answer came from: the tool results and
+    documents the last model call took in, each with its outcome."""
+    graphs = sorted((s for s in spans if sc.GRAPH_NAME in s["attributes"]), key=lambda s: s["start_ns"])
+    if not graphs:
+        return None
+    top = next((g for g in graphs if _enclosing_graph(g, by_id) is None), graphs[0])
+    attrs = top["attributes"]
+    turns = []
+    for node in sorted(children.get(top["span_id"], []), key=lambda s: (s["start_ns"], s["end_ns"])):
+        if an.role(node) != sc.KIND_NODE:
+            continue
+        below = _descendants(node, children)
+        tools = [{"tool": _tool_name(t), "span_id": t["span_id"], "status": t["status"],
+                  "empty": t["attributes"].get(sc.TOOL_RESULT_EMPTY) is True}
+                 for t in below if an.role(t) == sc.KIND_TOOL]
+        turns.append({"step": node["attributes"].get(sc.GRAPH_STEP),
+                      "node": node["attributes"].get(sc.GRAPH_NODE, node["name"]), "span_id": node["span_id"],
+                      "status": node["status"], "interrupted": node["attributes"].get(sc.GRAPH_INTERRUPTED) is True,
+                      "model_calls": sum(1 for d in below if an.role(d) == sc.KIND_LLM
+                                         and an.role(by_id.get(d.get("parent_span_id"), {"attributes": {}}))
+                                         != sc.KIND_LLM),
+                      "tools": tools})
+    top_below = _descendants(top, children)
+    models = [s for s in top_below if an.role(s) == sc.KIND_LLM
+              and an.role(by_id.get(s.get("parent_span_id"), {"attributes": {}})) != sc.KIND_LLM]
+    answer_from = []
+    if models:
+        final = max(models, key=lambda s: (s["end_ns"], s["start_ns"]))
+        for link in an.causal_links(final):
+            source = by_id.get(link["span_id"])
+            if source is None:
+                continue
+            if an.role(source) == sc.KIND_TOOL:
+                node = _enclosing_node(source, by_id)
+                answer_from.append({
+                    "kind": "tool_result", "tool": _tool_name(source), "span_id": source["span_id"],
+                    "step": node["attributes"].get(sc.GRAPH_STEP) if node else None,
+                    "status": source["status"], "empty": source["attributes"].get(sc.TOOL_RESULT_EMPTY) is True})
+            elif link.get("document_id"):
+                tool = _inside_tool(source, by_id)
+                answer_from.append({"kind": "document", "document_id": link["document_id"],
+                                    "span_id": source["span_id"], "score": link.get("score"),
+                                    "tool": _tool_name(tool) if tool else None})
+        answer_from.sort(key=lambda a: (by_id[a["span_id"]]["start_ns"]))
+    return {
+        "name": attrs.get(sc.GRAPH_NAME), "span_id": top["span_id"], "role": an.role(top),
+        "status": attrs.get(sc.GRAPH_STATUS), "steps": attrs.get(sc.GRAPH_STEPS),
+        "recursion_limit": attrs.get(sc.GRAPH_RECURSION_LIMIT),
+        "interrupted": attrs.get(sc.GRAPH_INTERRUPTED) is True, "resumed": attrs.get(sc.GRAPH_RESUMED) is True,
+        "conversation_id": attrs.get(sc.GEN_AI_CONVERSATION_ID),
+        "turns": turns, "answer_from": answer_from,
+    }
+
+
+def _descendants(span: dict, children: dict) -> list:
+    out, stack = [], list(children.get(span["span_id"], []))
+    while stack:
+        node = stack.pop()
+        out.append(node)
+        stack.extend(children.get(node["span_id"], []))
+    return sorted(out, key=lambda s: (s["start_ns"], s["end_ns"]))
+
+
+def _enclosing_graph(span: dict, by_id: dict) -> Optional[dict]:
+    parent = by_id.get(span.get("parent_span_id"))
+    while parent is not None:
+        if sc.GRAPH_NAME in parent["attributes"]:
+            return parent
+        parent = by_id.get(parent.get("parent_span_id"))
+    return None
+
+
+def _enclosing_node(span: dict, by_id: dict) -> Optional[dict]:
+    parent = by_id.get(span.get("parent_span_id"))
+    while parent is not None:
+        if an.role(parent) == sc.KIND_NODE:
+            return parent
+        parent = by_id.get(parent.get("parent_span_id"))
+    return None
 
 
 def _first_consumer_only(anomalies: list, by_id: dict, low_score: float) -> list:
@@ -350,7 +486,7 @@ def _root_input(root: dict, spans: list) -> Optional[str]:
 
 
 _CAUSE_KINDS = ("error", "empty_retrieval", "low_score", "stale_documents", "low_score_input", "retrieved_unused",
-                "finish_length", "validator_failed")
+                "empty_tool_result", "recursion_limit", "finish_length", "validator_failed")
 
 
 def _likely_cause(anomalies: list, position: dict) -> Optional[dict]:

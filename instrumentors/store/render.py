@@ -226,6 +226,9 @@ def explain_text(result: Mapping) -> str:
         lines.append(f"Feedback ({fb['key']}): {num(fb['score'])}{reason}{blamed}")
     if result.get("links_rebuilt"):
         lines.append("(causal links rebuilt from fingerprint digests)")
+    if result.get("agent"):
+        lines.append("")
+        lines.extend(_agent_lines(result["agent"], w))
     lines.append("")
     lines.append("Walking back from the final output:")
     by_step: dict = {}
@@ -279,6 +282,44 @@ def explain_text(result: Mapping) -> str:
     else:
         lines.append("No anomaly found on the causal path.")
     return "\n".join(lines)
+
+
+def _agent_lines(agent: Mapping, w: int) -> list:
+    """The turns of an agent (graph) trace and where its final answer came from."""
+    kind = "Agent" if agent.get("role") == "agent" else "Graph"
+    facts = [f"{agent['steps']} steps" if agent.get("steps") is not None else None,
+             agent.get("status"),
+             f"recursion limit {agent['recursion_limit']}" if agent.get("recursion_limit") is not None else None,
+             "interrupted" if agent.get("interrupted") else None, "resumed" if agent.get("resumed") else None]
+    out = [f"{kind} {agent.get('name') or '-'}: " + ", ".join(f for f in facts if f)]
+    turns = []
+    for turn in agent.get("turns", ()):
+        text = f"{turn.get('step')} {turn['node']}"
+        tools = [t["tool"] + (" [empty]" if t.get("empty") else "") + (" [error]" if t.get("status") == "ERROR" else "")
+                 for t in turn.get("tools", ())]
+        if tools:
+            text += ": " + ", ".join(tools)
+        elif turn.get("model_calls"):
+            text += " (model)"
+        if turn.get("status") == "ERROR":
+            text += " [error]"
+        if turn.get("interrupted"):
+            text += " [interrupted]"
+        turns.append(text)
+    if turns:
+        out.extend(textwrap.wrap("turns: " + " → ".join(turns), w, initial_indent="  ", subsequent_indent="    "))
+    sources = []
+    for source in agent.get("answer_from", ()):
+        if source["kind"] == "tool_result":
+            flags = ", empty" if source.get("empty") else ", failed" if source.get("status") == "ERROR" else ""
+            sources.append(f"tool {source['tool']} (step {source.get('step')}{flags})")
+        else:
+            via = f" via tool {source['tool']}" if source.get("tool") else ""
+            sources.append(f"document {source['document_id']}{via}")
+    if sources:
+        out.extend(textwrap.wrap("final answer from: " + "; ".join(sources), w, initial_indent="  ",
+                                 subsequent_indent="    "))
+    return out
 
 
 def blame_text(report: Mapping) -> str:
