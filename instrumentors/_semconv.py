@@ -31,15 +31,16 @@ GEN_AI_REQUEST_PRESENCE_PENALTY = "gen_ai.request.presence_penalty"
 GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
 GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
 GEN_AI_REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
-GEN_AI_OPENAI_REQUEST_SERVICE_TIER = "gen_ai.openai.request.service_tier"
+# OpenAI-specific (the convention moved them from gen_ai.openai.* to openai.*)
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
 
 # --- gen_ai: response -----------------------------------------------------------------
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 GEN_AI_RESPONSE_MODEL = "gen_ai.response.model"
 GEN_AI_RESPONSE_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK = "gen_ai.response.time_to_first_chunk"
-GEN_AI_OPENAI_RESPONSE_SERVICE_TIER = "gen_ai.openai.response.service_tier"
-GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "gen_ai.openai.response.system_fingerprint"
+OPENAI_RESPONSE_SERVICE_TIER = "openai.response.service_tier"
+OPENAI_RESPONSE_SYSTEM_FINGERPRINT = "openai.response.system_fingerprint"
 GEN_AI_EMBEDDINGS_DIMENSION_COUNT = "gen_ai.embeddings.dimension.count"
 
 # --- gen_ai: usage --------------------------------------------------------------------
@@ -77,6 +78,10 @@ SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"
 
 # --- well-known values ----------------------------------------------------------------
+# gen_ai.response.finish_reasons for "the model asked for tools", on chat and Responses
+# spans alike (the provider's own value, as upstream instrumentations report it); the
+# output-messages JSON uses the schema's FinishReason ``tool_call`` instead.
+FINISH_TOOL_CALLS = "tool_calls"
 OP_CHAT = "chat"
 OP_TEXT_COMPLETION = "text_completion"
 OP_GENERATE_CONTENT = "generate_content"

@@ -408,7 +408,8 @@ class OTelCallbackHandler(BaseCallbackHandler):
         attrs[sc.LIBRARY] = "langchain"
         attrs[sc.COMPONENT] = cls
         stream = bool(pending is not None and pending.info.get("stream"))
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream or params.get("stream") is True
+        if stream or params.get("stream") is True:  # the convention: set only when streaming
+            attrs[sc.GEN_AI_REQUEST_STREAM] = True
         if cfg.capture_content:
             if messages is not None:
                 value = [readers.message_json(m) for m in messages]

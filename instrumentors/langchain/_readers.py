@@ -138,7 +138,7 @@ _PARAM_KEYS = {
     "seed": sc.GEN_AI_REQUEST_SEED,
     "frequency_penalty": sc.GEN_AI_REQUEST_FREQUENCY_PENALTY,
     "presence_penalty": sc.GEN_AI_REQUEST_PRESENCE_PENALTY,
-    "service_tier": sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER,
+    "service_tier": sc.OPENAI_REQUEST_SERVICE_TIER,
 }
 
 
@@ -168,7 +168,7 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
         attr = _PARAM_KEYS.get(key)
         if attr is None or value is None:
             continue
-        if attr == sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER:
+        if attr == sc.OPENAI_REQUEST_SERVICE_TIER:
             if isinstance(value, str):
                 attrs[attr] = value
             continue
@@ -188,8 +188,8 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
         stop = [stop]
     if isinstance(stop, (list, tuple)) and stop and all(isinstance(s, str) for s in stop):
         attrs[sc.GEN_AI_REQUEST_STOP_SEQUENCES] = list(stop)
-    if isinstance(params.get("stream"), bool):
-        attrs[sc.GEN_AI_REQUEST_STREAM] = params["stream"]
+    if params.get("stream") is True:  # the convention: set only when the request streams
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
     definitions = _content.tool_definitions(params.get("tools") or params.get("functions"))
     if definitions is not None:
         attrs[sc.GEN_AI_TOOL_DEFINITIONS] = definitions
@@ -428,9 +428,9 @@ def read_llm_result(response: Any, keep_messages: bool = True, keep_texts: bool 
     if response_id:
         attrs[sc.GEN_AI_RESPONSE_ID] = response_id
     if isinstance(fingerprint, str):
-        attrs[sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
+        attrs[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = fingerprint
     if isinstance(service_tier, str):
-        attrs[sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = service_tier
+        attrs[sc.OPENAI_RESPONSE_SERVICE_TIER] = service_tier
     if call_summaries:
         attrs[sc.RESPONSE_TOOL_CALLS] = _content.bounded_json(call_summaries)
     return outcome

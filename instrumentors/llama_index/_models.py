@@ -283,7 +283,8 @@ def start_llm(tel: Telemetry, instance: Any, method: str, args: tuple, kwargs: d
     base.update(server_attributes(instance))
     attrs = dict(base)
     attrs.update(_request_params(instance, kwargs))
-    attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+    if stream:  # the convention: set only when the request streams
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
     attrs[sc.SPAN_KIND] = sc.KIND_LLM
     attrs[sc.LIBRARY] = LIBRARY
     attrs[sc.COMPONENT] = type(instance).__name__

@@ -109,9 +109,9 @@ class Result:
         if self.reasoning_tokens is not None:
             attrs[sc.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = self.reasoning_tokens
         if self.service_tier is not None:
-            attrs[sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER] = self.service_tier
+            attrs[sc.OPENAI_RESPONSE_SERVICE_TIER] = self.service_tier
         if self.system_fingerprint is not None:
-            attrs[sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = self.system_fingerprint
+            attrs[sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT] = self.system_fingerprint
         if self.dimension_count is not None:
             attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] = self.dimension_count
         if self.extra:
@@ -273,7 +273,7 @@ def _sampling(body: dict, attrs: dict) -> None:
         attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
     tier = body.get("service_tier")
     if isinstance(tier, str):
-        attrs[sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER] = tier
+        attrs[sc.OPENAI_REQUEST_SERVICE_TIER] = tier
 
 
 # ---------------------------------------------------------------------------------------
@@ -287,6 +287,11 @@ class Operation:
     name = ""
     span_kind = sc.KIND_LLM
     streams = True
+
+    def caller_body(self, body: dict, options: Any) -> dict:
+        """The request as the caller made it: ``body`` less what the SDK filled in on its
+        own (never mutated; the SDK sends it)."""
+        return body
 
     def request_attributes(self, body: dict, attrs: dict) -> None:
         """Add the request's non-content attributes to ``attrs``."""
@@ -570,6 +575,14 @@ class _Embeddings(Operation):
     span_kind = sc.KIND_EMBEDDING
     streams = False
 
+    def caller_body(self, body: dict, options: Any) -> dict:
+        """Without ``encoding_format`` when the caller passed none: ``embeddings.create``
+        then sends ``base64`` itself and decodes the answer to floats, so reporting
+        ``encoding_formats=["base64"]`` would describe the SDK, not the request."""
+        if "encoding_format" in body and _caller_encoding_format(getattr(options, "post_parser", None)) is False:
+            return {k: v for k, v in body.items() if k != "encoding_format"}
+        return body
+
     def request_attributes(self, body: dict, attrs: dict) -> None:
         fmt = body.get("encoding_format")
         if isinstance(fmt, str):
@@ -750,6 +763,29 @@ class _Responses(Operation):
         return _ResponsesAccumulator(self, keep_text)
 
 
+def _caller_encoding_format(parser: Any) -> Optional[bool]:
+    """Whether the caller of ``embeddings.create`` passed ``encoding_format``, read from
+    the response parser the SDK attaches to that request: a closure over the argument
+    (openai 1.x/2.x) or ``functools.partial(parse_embedding_response,
+    encoding_format=...)`` (3.x). None when the request did not come from that method
+    (``client.post``, another SDK shape): the body is then what the caller sent."""
+    keywords = getattr(parser, "keywords", None)
+    if isinstance(keywords, dict) and callable(getattr(parser, "func", None)):
+        if "encoding_format" not in keywords:
+            return None
+        return isinstance(keywords["encoding_format"], str)
+    code = getattr(parser, "__code__", None)
+    cells = getattr(parser, "__closure__", None)
+    names = getattr(code, "co_freevars", ())
+    if not cells or "encoding_format" not in names:
+        return None
+    try:
+        value = cells[names.index("encoding_format")].cell_contents
+    except (ValueError, IndexError):  # an empty cell
+        return None
+    return isinstance(value, str)
+
+
 def _responses_item(item: Any, keep_text: bool, texts: list, calls: list) -> None:
     itype = _g(item, "type")
     if itype == "message":
@@ -771,8 +807,10 @@ def _responses_item(item: Any, keep_text: bool, texts: list, calls: list) -> Non
 
 
 def _responses_finish(status: Any, incomplete: Any, calls: list) -> Optional[str]:
+    """A Responses status in chat's finish-reason vocabulary, so one meaning has one value
+    on every span (``tool_calls``; output messages map it to the schema's ``tool_call``)."""
     if status == "completed":
-        return "tool_call" if any(c[3] in ("function", "custom") for c in calls) else "stop"
+        return sc.FINISH_TOOL_CALLS if any(c[3] in ("function", "custom") for c in calls) else "stop"
     if status == "incomplete":
         reason = _g(incomplete, "reason")
         return _INCOMPLETE.get(reason, reason or "length")

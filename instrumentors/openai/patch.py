@@ -409,6 +409,7 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
     extra = getattr(options, "extra_json", None)
     if extra:
         body = {**body, **extra}
+    body = op.caller_body(body, options)
     stream = bool(kwargs.get("stream") or body.get("stream"))
     model = body.get("model")
     if not isinstance(model, str):
@@ -420,8 +421,8 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
         attrs[sc.GEN_AI_REQUEST_MODEL] = model
     attrs[sc.SPAN_KIND] = op.span_kind
     attrs[sc.LIBRARY] = LIBRARY
-    if op.streams:
-        attrs[sc.GEN_AI_REQUEST_STREAM] = stream
+    if op.streams and stream:  # the convention: set only when the request streams
+        attrs[sc.GEN_AI_REQUEST_STREAM] = True
     op.request_attributes(body, attrs)
     tools = tool_definitions(op.tools(body))
     span_attrs = attrs

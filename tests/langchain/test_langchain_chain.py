@@ -144,7 +144,6 @@ def test_rag_chain_tree_and_exact_attributes_content_off(lc, span_exporter):
         sc.GEN_AI_PROVIDER_NAME: "fake",
         sc.GEN_AI_REQUEST_MODEL: "fake-gpt-1",
         sc.GEN_AI_REQUEST_TEMPERATURE: 0.2,
-        sc.GEN_AI_REQUEST_STREAM: False,
         sc.SPAN_KIND: sc.KIND_LLM,
         sc.LIBRARY: "langchain",
         sc.COMPONENT: "FakeChat",

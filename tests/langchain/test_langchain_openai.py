@@ -108,12 +108,11 @@ def test_rag_invoke_whole_tree_openai_on(lc, openai_on, model, span_exporter, me
     assert chat.kind == client.kind == SpanKind.CLIENT
     assert dict(chat.attributes) == {
         **LC_CHAT_REQUEST,
-        sc.GEN_AI_REQUEST_STREAM: False,
         sc.GEN_AI_RESPONSE_ID: "chatcmpl-CHrAG1nvoke0001",
         sc.GEN_AI_RESPONSE_MODEL: S.RESPONSE_MODEL,
         sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),
-        sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT: S.FINGERPRINT,
-        sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER: "default",
+        sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: S.FINGERPRINT,
+        sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
         # the client span below reports gen_ai.usage.*; this span keeps its numbers aside
         sc.USAGE_REPORTED_BY_CHILD: True,
         sc.USAGE_INPUT_TOKENS: S.RAG_USAGE[0],

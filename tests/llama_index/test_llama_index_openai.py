@@ -64,7 +64,6 @@ def test_chat_without_openai_instrumentor(li, spans, is_async):
     assert span.kind is SpanKind.CLIENT
     assert dict(span.attributes) == {
         **_chat_request(),
-        sc.GEN_AI_REQUEST_STREAM: False,
         sc.GEN_AI_RESPONSE_ID: "chatcmpl-li-chat",
         sc.GEN_AI_RESPONSE_MODEL: S.RESPONSE_MODEL,
         sc.GEN_AI_RESPONSE_FINISH_REASONS: ("stop",),

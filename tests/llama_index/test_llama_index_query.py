@@ -116,7 +116,6 @@ def test_query_engine_span_tree_and_attributes(li, spans, span_exporter, tracer_
         sc.GEN_AI_OPERATION_NAME: "text_completion",
         sc.GEN_AI_PROVIDER_NAME: "llama_index",
         sc.GEN_AI_REQUEST_MAX_TOKENS: 4,
-        sc.GEN_AI_REQUEST_STREAM: False,
         sc.SPAN_KIND: sc.KIND_LLM,
         sc.LIBRARY: "llama_index",
         sc.COMPONENT: "MockLLM",

@@ -23,9 +23,8 @@ BASE = {
     sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
     sc.SPAN_KIND: "llm",
     sc.LIBRARY: "openai",
-    sc.GEN_AI_REQUEST_STREAM: False,
-    sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER: "default",
-    sc.GEN_AI_OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_b376dfbbd5",
+    sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
+    sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_b376dfbbd5",
 }
 
 BASIC = {

@@ -20,7 +20,8 @@ EMBED = {
     sc.GEN_AI_REQUEST_MODEL: "text-embedding-3-small",
     sc.SPAN_KIND: "embedding",
     sc.LIBRARY: "openai",
-    sc.GEN_AI_REQUEST_ENCODING_FORMATS: ("base64",),  # what the SDK asks for by default
+    # no gen_ai.request.encoding_formats: the caller passed none (the SDK's own base64
+    # wire default is not the caller's request)
     sc.GEN_AI_RESPONSE_MODEL: "text-embedding-3-small",
 }
 
@@ -60,6 +61,57 @@ async def test_embeddings_raw_response_reads_base64_dimensions(span_exporter, is
     attrs = S.attrs(_span(span_exporter, "embeddings text-embedding-3-small"))
     assert attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 8
     assert attrs[sc.GEN_AI_USAGE_INPUT_TOKENS] == 12
+
+
+@pytest.mark.parametrize("passed", [None, "base64", "float"])
+async def test_encoding_formats_only_when_the_caller_passed_one(span_exporter, is_async, passed):
+    client = S.mock_client(S.reply("embeddings_batch"), is_async)
+    kwargs = {} if passed is None else {"encoding_format": passed}
+    result = await S.call(client, "embeddings.create", model="text-embedding-3-small", input=S.EMBED_BATCH,
+                          dimensions=8, **kwargs)
+    assert len(result.data) == 3
+    attrs = S.attrs(_span(span_exporter, "embeddings text-embedding-3-small"))
+    assert attrs.get(sc.GEN_AI_REQUEST_ENCODING_FORMATS) == (None if passed is None else (passed,))
+    assert attrs[sc.GEN_AI_EMBEDDINGS_DIMENSION_COUNT] == 8
+
+
+async def test_encoding_format_sent_by_the_caller_through_client_post(span_exporter, is_async):
+    """``client.post`` has no SDK default: the body is exactly what the caller sent."""
+    import openai
+
+    client = S.mock_client(S.reply("embeddings_batch"), is_async)
+    body = {"model": "text-embedding-3-small", "input": S.EMBED_BATCH, "encoding_format": "base64"}
+    response = client.post("/embeddings", body=body, cast_to=openai.types.CreateEmbeddingResponse)
+    if is_async:
+        response = await response
+    assert len(response.data) == 3
+    attrs = S.attrs(_span(span_exporter, "embeddings text-embedding-3-small"))
+    assert attrs[sc.GEN_AI_REQUEST_ENCODING_FORMATS] == ("base64",)
+
+
+def test_caller_encoding_format_reader_for_every_sdk_shape():
+    """openai 1.x/2.x attach a closure over the argument, 3.x a functools.partial; the
+    reader knows both and says "unknown" (None) for anything else."""
+    import functools
+
+    from instrumentors.openai.extract import _caller_encoding_format
+
+    def closure_over(encoding_format):
+        def parser(obj):
+            return obj if encoding_format else obj
+        return parser
+
+    def parse_embedding_response(obj, *, encoding_format):
+        return obj
+
+    omit = object()
+    assert _caller_encoding_format(closure_over(omit)) is False
+    assert _caller_encoding_format(closure_over("base64")) is True
+    assert _caller_encoding_format(functools.partial(parse_embedding_response, encoding_format=omit)) is False
+    assert _caller_encoding_format(functools.partial(parse_embedding_response, encoding_format="float")) is True
+    assert _caller_encoding_format(functools.partial(parse_embedding_response)) is None
+    assert _caller_encoding_format(lambda obj: obj) is None
+    assert _caller_encoding_format(None) is None
 
 
 @pytest.mark.vcr
@@ -105,7 +157,6 @@ async def test_legacy_completions(span_exporter, set_config, is_async):
         {"role": "assistant", "parts": [{"type": "text", "content": S.LEGACY_ANSWER}], "finish_reason": "stop"}]
     assert attrs == {
         **LEGACY,
-        sc.GEN_AI_REQUEST_STREAM: False,
         sc.GEN_AI_REQUEST_TEMPERATURE: 0.7,
         sc.GEN_AI_RESPONSE_ID: "cmpl-CRc4legacy0001",
         sc.GEN_AI_USAGE_INPUT_TOKENS: 10,

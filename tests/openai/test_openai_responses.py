@@ -21,8 +21,7 @@ BASE = {
     sc.SERVER_PORT: 443,
     sc.SPAN_KIND: "llm",
     sc.LIBRARY: "openai",
-    sc.GEN_AI_REQUEST_STREAM: False,
-    sc.GEN_AI_OPENAI_RESPONSE_SERVICE_TIER: "default",
+    sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
 }
 
 
@@ -111,7 +110,7 @@ async def test_responses_function_call(span_exporter, set_config, is_async):
         sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
         sc.GEN_AI_RESPONSE_ID: "resp_68a1c0tools0001",
         sc.GEN_AI_RESPONSE_MODEL: "gpt-4o-mini-2024-07-18",
-        sc.GEN_AI_RESPONSE_FINISH_REASONS: ("tool_call",),
+        sc.GEN_AI_RESPONSE_FINISH_REASONS: ("tool_calls",),  # chat's value for the same meaning
         sc.RESPONSE_TOOL_CALLS: '[{"id":"call_R4f8","name":"get_weather","type":"function"}]',
         sc.GEN_AI_USAGE_INPUT_TOKENS: 61,
         sc.GEN_AI_USAGE_OUTPUT_TOKENS: 18,
