@@ -36,9 +36,16 @@ class InstrumentorsConfigurator(_OTelSDKConfigurator):
 
 
 def default_span_exporter(store_path: Optional[str] = None):
-    """The exporter used when the user configured none: the embedded store."""
+    """The exporter used when the user configured none: the store ``INSTRUMENTORS_STORE_URL``
+    names (a ClickHouse table in the Collector's layout), else the embedded SQLite file."""
+    from ._config import get_config
     from .store.exporter import SQLiteSpanExporter
 
+    url = get_config().store_url
+    if url:
+        from .store.clickhouse_exporter import span_exporter_for
+
+        return span_exporter_for(url)
     return SQLiteSpanExporter(store_path) if store_path else SQLiteSpanExporter()
 
 

@@ -166,7 +166,7 @@ def _is_sdk_provider(provider: Any) -> bool:
 def _store_provider(store_path: str):
     """A private provider writing straight into the store: used when the app configured
     no SDK provider (a feedback endpoint in another process, the CLI)."""
-    path = os.path.abspath(store_path)
+    path = store_path if _is_url(store_path) else os.path.abspath(store_path)
     with _private_lock:
         provider = _private_providers.get(path)
         if provider is None:
@@ -174,19 +174,24 @@ def _store_provider(store_path: str):
             from opentelemetry.sdk.trace import TracerProvider
             from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-            from .store.exporter import SQLiteSpanExporter
+            from .store.clickhouse_exporter import span_exporter_for
 
             if len(_private_providers) >= _MAX_PRIVATE_PROVIDERS:
                 oldest = next(iter(_private_providers))
                 _private_providers.pop(oldest).shutdown()
             provider = TracerProvider(resource=Resource.create())
-            provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
+            provider.add_span_processor(SimpleSpanProcessor(span_exporter_for(path)))
             _private_providers[path] = provider
         return provider
 
 
+def _is_url(store: str) -> bool:
+    """A store URL (``clickhouse://``, ``chdb://``, ``sqlite://``) rather than a file path."""
+    return "://" in str(store)
+
+
 def _root_from_store(store_path: str, trace_hex: str) -> Optional[int]:
-    if not os.path.exists(store_path):
+    if not _is_url(store_path) and not os.path.exists(store_path):
         return None
     from .store.schema import StoreError
     from .store.tracestore import TraceStore
@@ -203,7 +208,7 @@ def _root_from_store(store_path: str, trace_hex: str) -> Optional[int]:
 
 
 def _find_root(provider: Any, store_path: str, trace_hex: str) -> Optional[int]:
-    if not os.path.exists(store_path):
+    if not _is_url(store_path) and not os.path.exists(store_path):
         return None  # spans go elsewhere (e.g. OTLP only): no lookup, and no flush to wait for
     try:
         root = _root_from_store(store_path, trace_hex)
@@ -259,7 +264,7 @@ def record_feedback(
             reason = redacted if isinstance(redacted, str) else str(redacted)
         except Exception:  # noqa: BLE001 - a broken redactor must not leak the text
             reason = "[redaction failed]"
-    path = os.fspath(store_path) if store_path is not None else cfg.store_path
+    path = os.fspath(store_path) if store_path is not None else (cfg.store_url or cfg.store_path)
     provider = tracer_provider
     if provider is None:
         provider = trace.get_tracer_provider()

@@ -1,6 +1,12 @@
 """Fixtures for the store tests: a provider exporting into a temporary store, and a
 builder of seed-shaped RAG traces (plain tracer, the attribute names our instrumentors
-emit, causal links set by hand) so the store is tested apart from the instrumentors."""
+emit, causal links set by hand) so the store is tested apart from the instrumentors.
+
+The store's behaviour tests (modules in :data:`BOTH_BACKENDS`) run twice from the same
+code: ``store_path`` is an SQLite file, then a chDB URL (in-process ClickHouse, the
+Collector's ``otel_traces`` layout). A test about one engine's internals is marked
+``@pytest.mark.sqlite_only``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from instrumentors import _semconv as sc
@@ -24,15 +30,67 @@ FRESH = "2026-11-01"
 STALE = "2026-03-15"  # ~250 days before BASE
 
 
-@pytest.fixture
-def store_path(tmp_path):
-    return str(tmp_path / "traces.db")
+#: test modules whose tests run on SQLite and on chDB
+BOTH_BACKENDS = {"test_store_query", "test_store_explain", "test_store_blame", "test_store_prompt_versions",
+                 "test_feedback_record", "test_store_backends"}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: a test of the SQLite store's own internals")
+
+
+def pytest_generate_tests(metafunc):
+    if "backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    both = module in BOTH_BACKENDS and not metafunc.definition.get_closest_marker("sqlite_only")
+    metafunc.parametrize("backend", ["sqlite", "chdb"] if both else ["sqlite"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def chdb_dir(tmp_path_factory):
+    """One chDB data directory for the whole run (chDB opens one per process); each test
+    gets a database of its own in it."""
+    pytest.importorskip("chdb")
+    return str(tmp_path_factory.mktemp("chdb"))
+
+
+_databases = iter(range(1, 1 << 30))
 
 
 @pytest.fixture
-def store_provider(store_path):
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def store_path(backend, tmp_path, request):
+    if backend == "sqlite":
+        return str(tmp_path / "traces.db")
+    return f"chdb://{request.getfixturevalue('chdb_dir')}?database=t{next(_databases)}"
+
+
+@pytest.fixture
+def store_provider(store_path, backend, monkeypatch):
     provider = TracerProvider(resource=Resource.create({"service.name": "store-tests"}))
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(store_path)))
+    if backend == "sqlite":
+        provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(store_path)))
+    else:
+        # One insert per read instead of one per span (a ClickHouse insert makes a part:
+        # milliseconds each): the SDK's batch processor, flushed before any store opens.
+        from instrumentors.store import tracestore
+        from instrumentors.store.clickhouse_exporter import ClickHouseSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(
+            ClickHouseSpanExporter(store_path), max_queue_size=1 << 20, max_export_batch_size=1 << 16,
+            schedule_delay_millis=3_600_000))
+        real_open = tracestore.open_reader
+
+        def flushing_open(*args, **kwargs):
+            provider.force_flush()
+            return real_open(*args, **kwargs)
+
+        monkeypatch.setattr(tracestore, "open_reader", flushing_open)
     yield provider
     provider.shutdown()
 
