@@ -142,6 +142,12 @@ def _store_path(args: argparse.Namespace) -> str:
             or (os.environ.get("INSTRUMENTORS_STORE_PATH") or "").strip() or cfg.store_url or cfg.store_path)
 
 
+def _masked(store: str) -> str:
+    from .store.url import mask
+
+    return mask(store)
+
+
 def _open(args: argparse.Namespace):
     from .store import TraceStore
 
@@ -214,10 +220,6 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     from .store.tracestore import normalize_trace_id
 
     path = _store_path(args)
-    from .store import url as store_url
-
-    if not store_url.parse(path).is_sqlite:
-        raise StoreError(f"{store_url.parse(path).masked}: feedback into a ClickHouse store is not supported yet")
     trace_id = args.trace_id
     if len(normalize_trace_id(trace_id)) < 32:  # a prefix: resolve it (read-only)
         with _open(args) as store:
@@ -231,7 +233,7 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     else:
         where_ = {"span": "the given span", "root": "the root span", "synthetic": "the trace (root not found yet)"}
         _print(f"recorded {record.key} feedback {record.score:g} on trace {record.trace_id} "
-               f"under {where_[record.parent_source]} (span {record.span_id}) in {path}")
+               f"under {where_[record.parent_source]} (span {record.span_id}) in {_masked(path)}")
     return EXIT_OK
 
 

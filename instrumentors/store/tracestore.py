@@ -33,10 +33,8 @@ def open_reader(url: Union[str, "_url.StoreURL", None] = None, *, timeout: float
         from .sqlite_reader import SQLiteReader
 
         return SQLiteReader(location.path, timeout=timeout)
-    try:
-        from .clickhouse_reader import ClickHouseReader
-    except ImportError:  # until the ClickHouse reader lands
-        raise StoreError(f"{location.masked}: ClickHouse stores are not supported by this version") from None
+    from .clickhouse_reader import ClickHouseReader
+
     return ClickHouseReader(location, timeout=timeout)
 
 
