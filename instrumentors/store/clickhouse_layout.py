@@ -120,7 +120,9 @@ def typed(text: str) -> Any:
             items = json.loads(text)
         except ValueError:
             return text
-        if isinstance(items, list) and all(isinstance(i, (str, int, float, bool)) for i in items):
+        # "[]" stays text: an empty retrieval's documents JSON is far more common than an
+        # empty array attribute, and the two cannot be told apart in the layout
+        if isinstance(items, list) and items and all(isinstance(i, (str, int, float, bool)) for i in items):
             return items
         return text
     if first in "-0123456789tf":

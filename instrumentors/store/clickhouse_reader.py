@@ -81,7 +81,7 @@ def _atoms_condition(key: str, ops: Sequence) -> str:
     # an array of scalars (JSON text) is matched element by element, string elements unquoted
     raw = f"JSONExtractArrayRaw({v})"
     elements = f"arrayMap(r -> if(startsWith(r, '\"'), JSONExtractString(concat('[', r, ']'), 1), r), {raw})"
-    is_array = (f"(startsWith({v}, '[') AND endsWith({v}, ']') AND isValidJSON({v})"
+    is_array = (f"(startsWith({v}, '[') AND endsWith({v}, ']') AND isValidJSON({v}) AND notEmpty({raw})"
                 f" AND arrayAll(r -> NOT (startsWith(r, '{{') OR startsWith(r, '[')), {raw}))")
     return (f"(mapContains(SpanAttributes, {quote(key)})"
             f" AND if({is_array}, arrayExists(e -> {element}, {elements}), {scalar}))")

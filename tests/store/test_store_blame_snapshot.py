@@ -14,6 +14,7 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import Sequence
 
 import pytest
 from opentelemetry import trace
@@ -89,9 +90,13 @@ def _plain_trace(tracer, rnd: random.Random, t0: int, bad: bool) -> str:
     return format(root.get_span_context().trace_id, "032x")
 
 
-def build_store(path: str) -> None:
+def build_store(path: str, also: Sequence = ()) -> None:
+    """The varied store at ``path``; ``also``: more span processors receiving the same
+    spans (test_store_backends fills chDB with them)."""
     provider = TracerProvider(resource=Resource.create({"service.name": "blame-snapshot"}), id_generator=SeededIds(11))
     provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(path)))
+    for processor in also:
+        provider.add_span_processor(processor)
     try:
         rag = RagBuilder(provider)
         planted_dataset(rag, path, n=240, seed=7)
