@@ -32,7 +32,8 @@ GEN_AI_REQUEST_CHOICE_COUNT = "gen_ai.request.choice.count"
 GEN_AI_REQUEST_STREAM = "gen_ai.request.stream"
 GEN_AI_REQUEST_ENCODING_FORMATS = "gen_ai.request.encoding_formats"
 # OpenAI-specific (the convention moved them from gen_ai.openai.* to openai.*)
-OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"
+OPENAI_REQUEST_SERVICE_TIER = "openai.request.service_tier"  # only when not "auto"
+OPENAI_API_TYPE = "openai.api.type"  # chat_completions | responses
 
 # --- gen_ai: response -----------------------------------------------------------------
 GEN_AI_RESPONSE_ID = "gen_ai.response.id"
@@ -82,6 +83,8 @@ ERROR_TYPE = "error.type"
 # spans alike (the provider's own value, as upstream instrumentations report it); the
 # output-messages JSON uses the schema's FinishReason ``tool_call`` instead.
 FINISH_TOOL_CALLS = "tool_calls"
+OPENAI_API_CHAT_COMPLETIONS = "chat_completions"
+OPENAI_API_RESPONSES = "responses"
 OP_CHAT = "chat"
 OP_TEXT_COMPLETION = "text_completion"
 OP_GENERATE_CONTENT = "generate_content"

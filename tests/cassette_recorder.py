@@ -47,6 +47,7 @@ def record(
     respond: Callable[[dict], Any],
     content_type: str,
     run: Callable[[httpx.Client], None],
+    status: int = 200,
 ) -> Path:
     """Record ``cassettes/<module>/<cassette>``: ``run(http_client)`` drives the SDK with a
     client whose transport answers every request with ``respond(request_json)`` (a JSON
@@ -60,7 +61,7 @@ def record(
     def handler(request: httpx.Request) -> httpx.Response:
         out = respond(json.loads(request.content) if request.content else {})
         content = out if isinstance(out, bytes) else json.dumps(out, ensure_ascii=False).encode()
-        return httpx.Response(200, headers={"content-type": content_type, **RESPONSE_HEADERS}, content=content)
+        return httpx.Response(status, headers={"content-type": content_type, **RESPONSE_HEADERS}, content=content)
 
     recorder = vcr.VCR(
         filter_headers=filter_headers,

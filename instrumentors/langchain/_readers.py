@@ -169,7 +169,7 @@ def request_attributes(params: Optional[dict], options: Optional[dict], metadata
         if attr is None or value is None:
             continue
         if attr == sc.OPENAI_REQUEST_SERVICE_TIER:
-            if isinstance(value, str):
+            if isinstance(value, str) and value != "auto":  # the convention: not "auto"
                 attrs[attr] = value
             continue
         value = _number(value)

@@ -272,7 +272,7 @@ def _sampling(body: dict, attrs: dict) -> None:
     if n is not None and n != 1:
         attrs[sc.GEN_AI_REQUEST_CHOICE_COUNT] = n
     tier = body.get("service_tier")
-    if isinstance(tier, str):
+    if isinstance(tier, str) and tier != "auto":  # the convention: only a tier other than auto
         attrs[sc.OPENAI_REQUEST_SERVICE_TIER] = tier
 
 
@@ -337,6 +337,7 @@ class _Chat(Operation):
     name = sc.OP_CHAT
 
     def request_attributes(self, body: dict, attrs: dict) -> None:
+        attrs[sc.OPENAI_API_TYPE] = sc.OPENAI_API_CHAT_COMPLETIONS
         _sampling(body, attrs)
         max_tokens = _int(body.get("max_completion_tokens"))
         if max_tokens is None:
@@ -675,6 +676,7 @@ class _Responses(Operation):
     name = sc.OP_CHAT
 
     def request_attributes(self, body: dict, attrs: dict) -> None:
+        attrs[sc.OPENAI_API_TYPE] = sc.OPENAI_API_RESPONSES
         _sampling(body, attrs)
         max_tokens = _int(body.get("max_output_tokens"))
         if max_tokens is not None:

@@ -266,6 +266,7 @@ class Scenario:
     respond: Callable[[dict], Any]  # request JSON -> response body (dict or SSE bytes)
     client: dict = field(default_factory=dict)  # client constructor overrides
     azure: bool = False
+    status: int = 200  # HTTP status of the answer (an error scenario's body is OpenAI's error JSON)
 
     @property
     def cassette(self) -> str:
@@ -356,6 +357,14 @@ _add(
             0, '{"name":"Science Fair","date":"Friday","participants":["Alice","Bob"]}', "stop")], chat_usage(92, 17)),
     ),
     Scenario(
+        "chat_404", "test_openai_chat", "chat.completions.create",
+        dict(model="gpt-does-not-exist", messages=[{"role": "user", "content": QUESTION}]),
+        lambda req: {"error": {
+            "message": "The model `gpt-does-not-exist` does not exist or you do not have access to it.",
+            "type": "invalid_request_error", "param": None, "code": "model_not_found"}},
+        status=404,
+    ),
+    Scenario(
         "chat_azure", "test_openai_chat", "chat.completions.create",
         dict(model="gpt-4o", messages=[{"role": "user", "content": QUESTION}]),
         lambda req: chat_completion("chatcmpl-CRc4azure0001", "gpt-4o-2024-11-20",
@@ -408,6 +417,11 @@ _add(
         "embeddings_batch", "test_openai_embeddings", "embeddings.create",
         dict(model="text-embedding-3-small", input=EMBED_BATCH, dimensions=8),
         lambda req: embeddings_body(req, 12),
+    ),
+    Scenario(
+        "embeddings_base64", "test_openai_embeddings", "embeddings.create",
+        dict(model="text-embedding-3-small", input=EMBED_BATCH[:2], dimensions=8, encoding_format="base64"),
+        lambda req: embeddings_body(req, 9),
     ),
     Scenario(
         "embeddings_compatible", "test_openai_embeddings", "embeddings.create",
@@ -523,7 +537,7 @@ def reply(scenario_name: str) -> Callable:
     def handler(request: Any) -> Any:
         out = scenario.respond(json.loads(request.content) if request.content else {})
         content = out if isinstance(out, bytes) else json.dumps(out).encode()
-        return httpx.Response(200, headers={"content-type": scenario.content_type}, content=content)
+        return httpx.Response(scenario.status, headers={"content-type": scenario.content_type}, content=content)
 
     return handler
 

@@ -23,6 +23,7 @@ BASE = {
     sc.GEN_AI_REQUEST_MODEL: "gpt-4o-mini",
     sc.SPAN_KIND: "llm",
     sc.LIBRARY: "openai",
+    sc.OPENAI_API_TYPE: "chat_completions",
     sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
     sc.OPENAI_RESPONSE_SYSTEM_FINGERPRINT: "fp_b376dfbbd5",
 }
@@ -422,3 +423,17 @@ async def test_with_streaming_response_stream(span_exporter, is_async):
     assert [line for line in lines if line][-1] == "data: [DONE]"
     attrs = _stream_attrs(S.attrs(S.only_span(span_exporter)), chunks=9)
     assert attrs == STREAM_USAGE
+
+
+@pytest.mark.parametrize("tier", [None, "auto", "default", "flex"])
+async def test_request_service_tier_only_when_not_auto(span_exporter, is_async, tier):
+    """openai.md: openai.request.service_tier "if the request includes a service_tier and
+    the value is not 'auto'"."""
+    client = S.mock_client(S.reply("chat_basic"), is_async)
+    kwargs = {} if tier is None else {"service_tier": tier}
+    await S.call(client, "chat.completions.create", model="gpt-4o-mini",
+                 messages=[{"role": "user", "content": S.QUESTION}], **kwargs)
+    attrs = S.only_span(span_exporter).attributes
+    assert attrs.get(sc.OPENAI_REQUEST_SERVICE_TIER) == (tier if tier in ("default", "flex") else None)
+    assert attrs[sc.OPENAI_RESPONSE_SERVICE_TIER] == "default"
+    assert attrs[sc.OPENAI_API_TYPE] == "chat_completions"

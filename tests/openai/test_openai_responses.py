@@ -21,6 +21,7 @@ BASE = {
     sc.SERVER_PORT: 443,
     sc.SPAN_KIND: "llm",
     sc.LIBRARY: "openai",
+    sc.OPENAI_API_TYPE: "responses",
     sc.OPENAI_RESPONSE_SERVICE_TIER: "default",
 }
 
