@@ -9,6 +9,7 @@
     instrumentors feedback TRACE --score 0 --reason "outdated"
     instrumentors graph TRACE -o trace.html             self-contained HTML/SVG causal graph
     instrumentors info                                  store path, counts, size
+    instrumentors ui --port 8765                        the local web UI (pip install 'instrumentors[ui]')
 
 ``--store PATH`` (or ``INSTRUMENTORS_STORE_PATH``) picks the file; ``--json`` prints
 machine-readable output. TRACE is a trace id, or a unique prefix of at least 4 digits.
@@ -116,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="store path, counts and size")
     _common(p, top=False)
+
+    p = sub.add_parser("ui", help="serve the local web UI on 127.0.0.1 (needs the 'ui' extra)")
+    _common(p, top=False)
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0 = any free port)")
+    p.add_argument("--open", action="store_true", help="open it in the default browser")
     return parser
 
 
@@ -271,6 +277,32 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    try:
+        from . import ui
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        sys.stderr.write(f"instrumentors: the web UI needs the 'ui' extra ({exc.name} is missing): "
+                         "pip install 'instrumentors[ui]'\n")
+        return EXIT_STORE
+    if not 0 <= args.port <= 65535:
+        raise _UsageError(f"--port must be between 0 and 65535, not {args.port}")
+
+    def ready(url: str) -> None:
+        _print(f"instrumentors UI for {_store_path(args)} on {url} (read-only; Ctrl+C stops it)")
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    try:
+        ui.serve(_store_path(args), port=args.port, timeout=args.timeout, ready=ready)
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
 class _UsageError(Exception):
     pass
 
@@ -307,6 +339,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_graph(args)
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "ui":
+            return _cmd_ui(args)
     except (FilterError, _UsageError) as exc:
         parser.exit(EXIT_USAGE, f"instrumentors: error: {exc}\n")
     except StoreError as exc:

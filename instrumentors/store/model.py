@@ -8,6 +8,7 @@ data whichever engine answered, and a test can compare two engines' answers with
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timezone
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -37,15 +38,19 @@ def iso_time(ns: Optional[int]) -> Optional[str]:
 
 
 def to_ns(value: TimeLike) -> Optional[int]:
+    """Epoch nanoseconds, clamped to 64-bit integers (``since=year 2999`` is "nothing
+    yet", not an OverflowError)."""
     if value is None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
-        return int(value.timestamp() * 1e9)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return int(value * 1e9)
-    raise ValueError(f"expected a datetime or epoch seconds, not {value!r}")
+        ns = int(value.timestamp() * 1e9)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        ns = int(value * 1e9)
+    else:
+        raise ValueError(f"expected a datetime or epoch seconds, not {value!r}")
+    return max(-(2 ** 63) + 1, min(ns, 2 ** 63 - 1))
 
 
 def normalize_trace_id(value: Any) -> str:

@@ -136,6 +136,7 @@ def compare_prompts(scored: Iterable[tuple], *, threshold: float = 0.5) -> list:
             "negative": negative, "negative_rate": round(negative / len(scores), 4) if scores else None,
             "mean_input_tokens": _mean(group["input_tokens"]), "mean_output_tokens": _mean(group["output_tokens"]),
             "truncated": group["truncated"], "errors": group["errors"],
+            "score_distribution": _distribution(scores),
         })
     by_step: dict = {}
     for row in rows:
@@ -159,3 +160,11 @@ def compare_prompts(scored: Iterable[tuple], *, threshold: float = 0.5) -> list:
 
 def _mean(values: list) -> Optional[float]:
     return round(sum(values) / len(values), 1) if values else None
+
+
+def _distribution(scores: list) -> list:
+    """[[score, traces], ...] by score: what a version's feedback looks like (a plot)."""
+    counts: dict = {}
+    for score in scores:
+        counts[score] = counts.get(score, 0) + 1
+    return [[score, counts[score]] for score in sorted(counts)]

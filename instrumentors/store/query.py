@@ -214,3 +214,30 @@ def filters_from_where(expressions: Sequence[str]) -> dict:
         spec[op] = value
     parse_filters(filters)  # validate now so the CLI reports it as a usage error
     return filters
+
+
+_AND = re.compile(r"""("[^"]*"|'[^']*')|(?:^|\s+)and(?:\s+|$)""", re.IGNORECASE)
+
+
+def split_and(text: str) -> list:
+    """``'a<1 and b="x and y"'`` -> ``['a<1', 'b="x and y"']``: one line of expressions
+    joined by ``and`` (outside quotes), as the web UI's filter box takes them. An ``and``
+    without a filter on both sides is an error, not a value."""
+    text = text or ""
+    parts, start = [], 0
+    for match in _AND.finditer(text):
+        if match.group(1):  # a quoted value: skip over it
+            continue
+        parts.append(text[start:match.start()])
+        start = match.end()
+    parts.append(text[start:])
+    parts = [p.strip() for p in parts]
+    if len(parts) > 1 and not all(parts):
+        raise FilterError(f"cannot parse filter {text.strip()!r}: 'and' needs a filter on both sides")
+    return [p for p in parts if p]
+
+
+def filters_from_text(text: str) -> dict:
+    """A filter line (``'retrieval.top_score < 0.6 and feedback.score < 0.5'``) as a filter
+    mapping: each part is a ``--where`` expression (:func:`parse_where`)."""
+    return filters_from_where(split_and(text))

@@ -29,19 +29,23 @@ class TraceReader(ABC):
 
     @abstractmethod
     def find_traces(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
-                    until_ns: Optional[int]) -> list:
+                    until_ns: Optional[int], offset: int = 0) -> list:
         """Refs of the traces matching every condition (TraceQL semantics, see
-        :mod:`.query`), newest first; without time bounds, traces known only from their
-        feedback follow (by trace id)."""
+        :mod:`.query`), newest first (ties in a stable order); without time bounds, traces
+        known only from their feedback follow (by trace id). ``offset`` skips that many of
+        this sequence first: the UI pages through a large store with it."""
 
     @abstractmethod
     def find_spans(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
-                   until_ns: Optional[int]) -> list:
+                   until_ns: Optional[int], offset: int = 0) -> list:
         """Span dicts (:func:`model.span_record` plus ``trace_id``) matching every
-        condition on the same span, newest first."""
+        condition on the same span, newest first, after skipping ``offset``."""
 
     @abstractmethod
-    def count(self, conditions: Sequence[Condition], level: str) -> int: ...
+    def count(self, conditions: Sequence[Condition], level: str, since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None) -> int:
+        """How many ``find_traces`` / ``find_spans`` would return with no limit (in
+        ``[since_ns, until_ns)`` when given; with a bound, no feedback-only traces)."""
 
     @abstractmethod
     def scored_traces(self, key: Optional[str], limit: Optional[int], conditions: Sequence[Condition]) -> list:

@@ -236,15 +236,23 @@ class SQLiteReader(TraceReader):
 
     # -- filtering ------------------------------------------------------------------------
 
-    def count(self, conditions: Sequence[Condition], level: str) -> int:
+    def count(self, conditions: Sequence[Condition], level: str, since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None) -> int:
         sql, params = self._compiled(conditions, level)
         table = "traces" if level == "trace" else "spans"
-        if sql is None:
-            return self._rows(f"SELECT count(*) FROM {table}")[0][0]
-        return self._rows(f"SELECT count(*) FROM ({sql})", params)[0][0]
+        where = []
+        all_params: list = []
+        if sql is not None:
+            where.append(f"id IN ({sql})")
+            all_params.extend(params)
+        where += self._time_where(since_ns, until_ns, "start_ns", all_params)
+        if level == "trace" and (since_ns is not None or until_ns is not None):
+            where.append(f"start_ns < {schema.NO_START}")  # as find_traces: feedback-only traces have no time
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        return self._rows(f"SELECT count(*) FROM {table}{clause}", all_params)[0][0]
 
     def find_traces(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
-                    until_ns: Optional[int]) -> list:
+                    until_ns: Optional[int], offset: int = 0) -> list:
         sql, params = self._compiled(conditions, "trace")
         where = []
         where_params: list = []
@@ -255,16 +263,21 @@ class SQLiteReader(TraceReader):
         lim = -1 if limit is None else limit
         base = " AND ".join(where)
         first = f"SELECT id FROM traces WHERE start_ns < {schema.NO_START}" + (f" AND {base}" if base else "")
-        refs = [r[0] for r in self._rows(first + " ORDER BY start_ns DESC LIMIT ?", [*where_params, lim])]
+        refs = [r[0] for r in self._rows(first + " ORDER BY start_ns DESC, id DESC LIMIT ? OFFSET ?",
+                                         [*where_params, lim, offset])]
         if (limit is None or len(refs) < limit) and since_ns is None and until_ns is None:
             # traces known only from their feedback (their spans went elsewhere): last
+            if refs or not offset:
+                skip = 0
+            else:  # the page starts past the timed traces: how far past
+                skip = max(0, offset - self._rows(f"SELECT count(*) FROM ({first})", where_params)[0][0])
             rest = f"SELECT id FROM traces WHERE start_ns >= {schema.NO_START}" + (f" AND {base}" if base else "")
             more = -1 if limit is None else limit - len(refs)
-            refs += [r[0] for r in self._rows(rest + " ORDER BY trace_id LIMIT ?", [*where_params, more])]
+            refs += [r[0] for r in self._rows(rest + " ORDER BY trace_id LIMIT ? OFFSET ?", [*where_params, more, skip])]
         return refs
 
     def find_spans(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
-                   until_ns: Optional[int]) -> list:
+                   until_ns: Optional[int], offset: int = 0) -> list:
         sql, params = self._compiled(conditions, "span")
         where = []
         all_params: list = []
@@ -276,7 +289,8 @@ class SQLiteReader(TraceReader):
         cols = ", ".join("s." + c.strip() for c in _SPAN_COLS.split(","))
         rows = self._rows(
             f"SELECT {cols}, t.trace_id FROM spans s JOIN traces t ON t.id = s.trace {clause}"
-            " ORDER BY s.start_ns DESC, s.id DESC LIMIT ?", [*all_params, -1 if limit is None else limit])
+            " ORDER BY s.start_ns DESC, s.id DESC LIMIT ? OFFSET ?",
+            [*all_params, -1 if limit is None else limit, offset])
         out = []
         for row in rows:
             span = _span_dict(row[:14])

@@ -72,7 +72,7 @@ class TraceStore:
     # -- query ------------------------------------------------------------------------
 
     def query(self, filters: Optional[Mapping[str, Any]] = None, limit: Optional[int] = 50, *,
-              level: str = "trace", since: TimeLike = None, until: TimeLike = None) -> list:
+              level: str = "trace", since: TimeLike = None, until: TimeLike = None, offset: int = 0) -> list:
         """Traces (``level="trace"``, newest first) or spans (``level="span"``) matching ``filters``.
 
         A trace summary is a dict: ``trace_id``, ``root_name``, ``start_time`` (ISO, UTC),
@@ -82,22 +82,29 @@ class TraceStore:
         retrievals, ``input.query`` when captured, model, token sums) plus the value of
         every filtered attribute. Missing values are None, so ``trace["input.query"]``
         never raises.
+
+        ``offset`` skips that many matches first (a page of a long result, in the same
+        order); with :meth:`count` it pages through a large store without loading it.
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
             raise ValueError(f"limit must be a non-negative integer or None, not {limit!r}")
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError(f"offset must be a non-negative integer, not {offset!r}")
         conditions = self._conditions(filters, level)
         lo, hi = to_ns(since), to_ns(until)
         if level == "span":
-            return self._reader.find_spans(conditions, limit, lo, hi)
-        refs = self._reader.find_traces(conditions, limit, lo, hi)
+            return self._reader.find_spans(conditions, limit, lo, hi, offset)
+        refs = self._reader.find_traces(conditions, limit, lo, hi, offset)
         loaded = self._reader.load(refs, links=False)
         extra_keys = [c.key for c in conditions if not c.intrinsic]
         return [summarize(loaded[r]["meta"], loaded[r]["spans"], loaded[r]["feedback"], extra_keys)
                 for r in refs if r in loaded]
 
-    def count(self, filters: Optional[Mapping[str, Any]] = None, *, level: str = "trace") -> int:
-        """How many traces (or spans) match ``filters``."""
-        return self._reader.count(self._conditions(filters, level), level)
+    def count(self, filters: Optional[Mapping[str, Any]] = None, *, level: str = "trace",
+              since: TimeLike = None, until: TimeLike = None) -> int:
+        """How many traces (or spans) match ``filters`` (started in ``[since, until)`` when
+        given): the total that :meth:`query` pages through."""
+        return self._reader.count(self._conditions(filters, level), level, to_ns(since), to_ns(until))
 
     @staticmethod
     def _conditions(filters: Optional[Mapping], level: str) -> list:
