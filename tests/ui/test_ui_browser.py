@@ -148,6 +148,11 @@ def test_blame_and_prompts_pages_draw_their_bars_and_plots(server, page):
     page.click("#next")
     expect(page.locator("#summary")).to_contain_text("41–57 of 57 traces")
     assert page.locator("#next").is_disabled()
+    # a trace id (prefix) typed into the filter box opens that trace
+    wanted = page.locator("#traces .trace-row").first.get_attribute("data-trace")
+    page.fill("#filter", wanted[:10])
+    page.press("#filter", "Enter")
+    expect(page.locator(".trace-head h1")).to_contain_text(wanted)
     page.goto(base + "#/blame")
     expect(page.locator("#blame-summary")).to_contain_text("22 negative and 32 positive")
     first = page.locator("#blame .finding").first

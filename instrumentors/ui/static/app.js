@@ -88,7 +88,7 @@ async function tracesPage(q) {
   let since = q.get("since") || "", until = q.get("until") || "";
   if (range && range !== "custom" && RANGES[range]) { since = new Date(Date.now() - RANGES[range]).toISOString(); until = ""; }
   const input = h("input", { type: "text", id: "filter", value: filter, spellcheck: "false",
-    placeholder: "retrieval.top_score < 0.6 and feedback.score < 0.5" });
+    placeholder: "retrieval.top_score < 0.6 and feedback.score < 0.5   (or a trace id)" });
   const rangeSel = h("select", { id: "range", title: "time range" },
     ...[["", "all time"], ["15m", "last 15 min"], ["1h", "last hour"], ["24h", "last 24 h"], ["7d", "last 7 days"],
       ["30d", "last 30 days"], ["custom", "custom…"]].map(([v, l]) => h("option", { value: v, selected: v === range }, l)));
@@ -99,7 +99,9 @@ async function tracesPage(q) {
   const custom = h("span", { id: "custom-range", style: range === "custom" ? "" : "display:none" }, "from ", fromIn, " to ", toIn);
   rangeSel.addEventListener("change", () => { custom.style.display = rangeSel.value === "custom" ? "" : "none"; });
   const apply = (text) => {
-    const obj = { q: text !== undefined ? text : input.value.trim(), range: rangeSel.value, limit: limit !== 50 ? limit : "" };
+    const typed = text !== undefined ? text : input.value.trim();
+    if (/^(0x)?[0-9a-f]{4,32}$/i.test(typed)) { location.hash = "#/trace/" + typed; return; }  // a trace id (or prefix)
+    const obj = { q: typed, range: rangeSel.value, limit: limit !== 50 ? limit : "" };
     if (rangeSel.value === "custom") {
       obj.since = fromIn.value ? new Date(fromIn.value).toISOString() : "";
       obj.until = toIn.value ? new Date(toIn.value).toISOString() : "";
