@@ -139,6 +139,14 @@ def _having(conditions: Sequence[Condition]) -> str:
     return " AND ".join(parts)
 
 
+def _limit_sql(limit: Optional[int], offset: int = 0) -> str:
+    """`` LIMIT n OFFSET m`` (no limit with an offset: the largest UInt64)."""
+    if limit is None and not offset:
+        return ""
+    count = (1 << 64) - 1 if limit is None else int(limit)
+    return f" LIMIT {count}" + (f" OFFSET {int(offset)}" if offset else "")
+
+
 class ClickHouseReader(TraceReader):
     """Read-only access to an ``otel_traces`` table. See the module docstring."""
 
@@ -178,27 +186,31 @@ class ClickHouseReader(TraceReader):
                 f" WHERE TraceId != '' GROUP BY TraceId{clause}")
 
     def find_traces(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
-                    until_ns: Optional[int]) -> list:
-        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
+                    until_ns: Optional[int], offset: int = 0) -> list:
         rows = self._rows(f"SELECT TraceId FROM ({self._trace_select(conditions, since_ns, until_ns)})"
-                          f" ORDER BY isNull(start), start DESC, TraceId{limit_sql}")
+                          f" ORDER BY isNull(start), start DESC, TraceId{_limit_sql(limit, offset)}")
         return [r[0] for r in rows]
 
-    def count(self, conditions: Sequence[Condition], level: str) -> int:
+    def count(self, conditions: Sequence[Condition], level: str, since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None) -> int:
         if level == "span":
-            where = " AND ".join(span_condition(c) for c in conditions) or "1"
+            where = " AND ".join(self._span_where(conditions, since_ns, until_ns)) or "1"
             return int(self._rows(f"SELECT count() FROM {self._table} WHERE {where}")[0][0])
-        return int(self._rows(f"SELECT count() FROM ({self._trace_select(conditions, None, None)})")[0][0])
+        return int(self._rows(f"SELECT count() FROM ({self._trace_select(conditions, since_ns, until_ns)})")[0][0])
 
-    def find_spans(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
-                   until_ns: Optional[int]) -> list:
+    @staticmethod
+    def _span_where(conditions: Sequence[Condition], since_ns: Optional[int], until_ns: Optional[int]) -> list:
         where = [span_condition(c) for c in conditions]
         if since_ns is not None:
             where.append(f"toUnixTimestamp64Nano(Timestamp) >= {int(since_ns)}")
         if until_ns is not None:
             where.append(f"toUnixTimestamp64Nano(Timestamp) < {int(until_ns)}")
-        clause = " AND ".join(where) or "1"
-        limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
+        return where
+
+    def find_spans(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
+                   until_ns: Optional[int], offset: int = 0) -> list:
+        clause = " AND ".join(self._span_where(conditions, since_ns, until_ns)) or "1"
+        limit_sql = _limit_sql(limit, offset)
         rows = self._rows(f"SELECT {self._span_columns(events=True)} FROM {self._table} WHERE {clause}"
                           f" ORDER BY Timestamp DESC, TraceId DESC, SpanId DESC{limit_sql}")
         out = []

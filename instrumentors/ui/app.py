@@ -97,16 +97,20 @@ def _filters(request: Request) -> dict:
     return filters_from_text(request.query_params.get("q", ""))
 
 
-def feedback_path(location: str) -> Optional[str]:
-    """The SQLite file feedback is written into, or None for a store that is not one
-    (a ClickHouse URL: feedback goes there over OTLP from the app, not from the UI)."""
-    from ..store import url as store_url
+def feedback_target(given: Any, ts: TraceStore) -> Optional[str]:
+    """Where feedback is written: the store as it was given (a path or URL, with its
+    password: ``record_feedback`` follows it into SQLite, chDB or ClickHouse, as the CLI's
+    ``feedback`` does). A ready ``TraceStore`` only knows its masked location, so a
+    ClickHouse server behind a password cannot be written from that: None."""
+    from .._config import get_config
 
-    try:
-        parsed = store_url.parse(location)
-    except (StoreError, ValueError):
-        return None
-    return parsed.path if parsed.is_sqlite else None
+    if isinstance(given, (str, os.PathLike)):
+        return os.fspath(given)
+    if given is None:
+        cfg = get_config()
+        return getattr(cfg, "store_url", None) or cfg.store_path
+    location = str(ts.path)
+    return None if ":***@" in location else location
 
 
 def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
@@ -114,9 +118,9 @@ def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
     configured store). Opening fails here, with the store's own message, rather than on
     the first request."""
     owned = not isinstance(store, TraceStore)
-    ts = TraceStore(store, timeout=timeout) if owned else store
+    ts = TraceStore(os.fspath(store) if store is not None and owned else store, timeout=timeout) if owned else store
     location = str(ts.path)
-    writable = feedback_path(store if isinstance(store, str) else location)
+    writable = feedback_target(store, ts)
 
     def api(handler: Callable) -> Callable:
         def endpoint(request: Request) -> Response:
@@ -159,8 +163,8 @@ def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
 
     async def feedback(request: Request) -> Response:
         if writable is None:
-            return _error(405, f"this UI cannot record feedback into {location}: only a SQLite store is written "
-                               "from here (record it from the app with instrumentors.record_feedback)")
+            return _error(405, f"this UI cannot record feedback into {location}: it was handed an open store "
+                               "whose password it cannot see (start it with the store's URL)")
         if not request.headers.get("content-type", "").startswith("application/json"):
             return _error(415, "feedback must be posted as application/json")
         origin = request.headers.get("origin")
@@ -224,7 +228,7 @@ def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
     return app
 
 
-def _record(ts: TraceStore, path: str, trace_id: str, body: dict) -> dict:
+def _record(ts: TraceStore, target: str, trace_id: str, body: dict) -> dict:
     from .._feedback import _store_provider, record_feedback
 
     score = body.get("score")
@@ -237,8 +241,8 @@ def _record(ts: TraceStore, path: str, trace_id: str, body: dict) -> dict:
     reason = (body.get("reason") or "").strip() or None
     step = (body.get("step_blamed") or "").strip() or None
     key = (body.get("key") or "user").strip() or "user"
-    provider = _store_provider(path)
+    provider = _store_provider(target)
     record = record_feedback(full, score, reason=reason, step_blamed=step, key=key, tracer_provider=provider,
-                             store_path=path)
+                             store_path=target)
     provider.force_flush()
     return dict(record.__dict__)

@@ -32,7 +32,7 @@ STALE = "2026-03-15"  # ~250 days before BASE
 
 #: test modules whose tests run on SQLite and on chDB
 BOTH_BACKENDS = {"test_store_query", "test_store_explain", "test_store_blame", "test_store_prompt_versions",
-                 "test_feedback_record", "test_store_backends"}
+                 "test_feedback_record", "test_store_backends", "test_store_paging", "test_store_ui"}
 
 
 def pytest_configure(config):

@@ -233,10 +233,10 @@ def test_a_missing_store_fails_when_the_app_is_made(tmp_path):
         create_app(str(tmp_path / "nothing.db"))
 
 
-def test_feedback_is_written_only_into_a_sqlite_store():
-    from instrumentors.ui.app import feedback_path
+def test_feedback_goes_where_the_store_was_given(seed_store):
+    from instrumentors.ui.app import feedback_target
 
-    assert feedback_path("traces.db") == "traces.db"
-    assert feedback_path("sqlite:///tmp/x.db") == "/tmp/x.db"
-    assert feedback_path("clickhouse://user:pw@host:8123/otel") is None
-    assert feedback_path("chdb:///var/chdb") is None
+    with TraceStore(seed_store) as store:
+        assert feedback_target("clickhouse://u:pw@host:8123/otel", store) == "clickhouse://u:pw@host:8123/otel"
+        assert feedback_target(Path(seed_store), store) == seed_store
+        assert feedback_target(store, store) == seed_store  # an open SQLite store: its own path
