@@ -226,15 +226,16 @@ function graphView(graph, select) {
     const spread = (idx, count) => (count > 1 ? (idx / (count - 1) - 0.5) * Math.min(W - 40, count * 14) : 0);
     const x1 = a.x + W / 2 + spread(k, fanOut[e.source]), y1 = a.y + H;
     const x2 = b.x + W / 2 + spread(m, fanIn[e.target]), y2 = b.y;
-    let d, lx, ly;
+    let d, lx, ly, anchor = "middle";
     if (b.col - a.col > 1) {  // a long edge goes around the layers it skips, on a side lane
       const side = (lanes.left <= lanes.right) ? "left" : "right";
       const lane = lanes[side]++;
-      const reach = (W / 2 + 28 + lane * 12) / 0.75;
-      const sx = width / 2 + (side === "left" ? -1 : 1) * (inner / 2 - W / 2 + reach);
+      const reach = (inner / 2 + 24 + lane * 14) / 0.75;  // the curve bulges to 3/4 of its control points
+      const sx = width / 2 + (side === "left" ? -1 : 1) * reach;
       const cy1 = y1 + (y2 - y1) * 0.15, cy2 = y2 - (y2 - y1) * 0.15;
       d = `M${x1} ${y1} C${sx} ${cy1}, ${sx} ${cy2}, ${x2} ${y2 - 2}`;
-      lx = (x1 + 3 * sx + 3 * sx + x2) / 8; ly = (y1 + 3 * cy1 + 3 * cy2 + y2) / 8;
+      lx = (x1 + 3 * sx + 3 * sx + x2) / 8 + (side === "left" ? -4 : 4); ly = (y1 + 3 * cy1 + 3 * cy2 + y2) / 8;
+      anchor = side === "left" ? "end" : "start";
     } else {
       const dy = Math.max(20, (y2 - y1) / 2);
       d = `M${x1} ${y1} C${x1} ${y1 + dy}, ${x2} ${y2 - dy}, ${x2} ${y2 - 2}`;
@@ -248,7 +249,7 @@ function graphView(graph, select) {
     const key = e.target + "|" + e.type;
     if (e.type !== "retrieved" && e.type !== "output" && !labelled.has(key)) {
       labelled.add(key);
-      labelLayer.append(s("text", { x: lx, y: ly + 3, "text-anchor": "middle", fill: color, "font-size": 9.5, stroke: "#fff",
+      labelLayer.append(s("text", { x: lx, y: ly + 3, "text-anchor": anchor, fill: color, "font-size": 9.5, stroke: "#fff",
         "stroke-width": 3, "paint-order": "stroke", class: "edge-label" }, e.label));
     }
   });
