@@ -423,3 +423,37 @@ def test_llama_index_spans_conform(everything, span_exporter, set_config, name, 
     spans = [s for s in genai_spans(span_exporter) if s.attributes.get(sc.GEN_AI_PROVIDER_NAME) == "openai"]
     assert {s.attributes[sc.LIBRARY] for s in spans} >= {"llama_index", "openai"}
     _assert_conforms(spans, exchanges("test_llama_index_openai", scenario.cassette), None, capture)
+
+
+def test_langchain_openai_embeddings_spans_conform(everything, span_exporter):
+    """langchain-openai's ``OpenAIEmbeddings`` over the real openai SDK, answered in-process
+    in OpenAI's wire format (the request is recorded as sent). The LangChain span is a
+    framework span: what only the HTTP response holds (response model, usage) is the
+    nested client span's, so it is type-checked there, demanded on the client span."""
+    from langchain_openai import OpenAIEmbeddings
+
+    httpx = OA.http_module()
+    sent: list = []
+    reply = OA.reply("embeddings_batch")
+
+    def handler(request):
+        sent.append(json.loads(request.content))
+        return reply(request)
+
+    model = OpenAIEmbeddings(model="text-embedding-3-small", dimensions=8, api_key="placeholder", max_retries=0,
+                             check_embedding_ctx_length=False, http_client=httpx.Client(transport=httpx.MockTransport(handler)))
+    vectors = model.embed_documents(OA.EMBED_BATCH)
+    assert [len(v) for v in vectors] == [8, 8, 8]
+    spans = genai_spans(span_exporter)
+    assert sorted(s.attributes[sc.LIBRARY] for s in spans) == ["langchain", "openai"]
+    response = json.dumps(OA.embeddings_body(sent[0], 12))
+    report = {}
+    for span in spans:
+        caller = {k: v for k, v in sent[0].items() if k != "encoding_format"}  # langchain passed none
+        fact = facts(span, sent[0], caller, response, 200, False)
+        if span.attributes[sc.LIBRARY] == "langchain":
+            fact = {**fact, "response_model": None, "usage": None, "ok": None}
+        problems = check(span, fact, False)
+        if problems:
+            report[span.attributes[sc.LIBRARY]] = problems
+    assert not report, json.dumps(report, indent=1)
