@@ -110,8 +110,25 @@ def _scalar(text: str) -> Any:
     return text
 
 
+#: text -> typed value of recently met attribute texts (models, kinds, finish reasons and
+#: scores repeat across spans; reading 1M spans decodes each distinct text once). Bounded.
+_TYPED: dict = {}
+_TYPED_MAX = 1 << 16
+
+
 def typed(text: str) -> Any:
     """An attribute value as the Collector wrote it (text) back as a typed value."""
+    value = _TYPED.get(text, _TYPED)
+    if value is _TYPED:
+        value = _typed(text)
+        if len(text) <= 256:
+            if len(_TYPED) >= _TYPED_MAX:
+                _TYPED.clear()
+            _TYPED[text] = value
+    return list(value) if type(value) is list else value
+
+
+def _typed(text: str) -> Any:
     if not text:
         return text
     first = text[0]
@@ -131,7 +148,7 @@ def typed(text: str) -> Any:
 
 
 def typed_map(values: dict) -> dict:
-    return {k: typed(v) for k, v in values.items()}
+    return {k: typed(v) for k, v in values.items()} if values else {}
 
 
 def _number_text(value: float) -> str:

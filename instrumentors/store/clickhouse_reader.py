@@ -276,9 +276,12 @@ class ClickHouseReader(TraceReader):
             span["events"] = []
         return span
 
-    def _load_rows(self, refs: Sequence[Any], events: bool) -> dict:
+    def _load_rows(self, refs: Sequence[Any], events: bool, lean: bool = False) -> dict:
+        """trace id -> its spans in start order (one copy of each: the Collector may
+        insert a retried batch twice). ``lean``: only what blame() reads."""
         out: dict = {ref: [] for ref in refs}
         refs = list(dict.fromkeys(refs))
+        make = self._lean_span if lean else self._span
         for i in range(0, len(refs), 2000):
             chunk = refs[i:i + 2000]
             rows = self._rows(f"SELECT {self._span_columns(events)} FROM {self._table}"
@@ -286,16 +289,29 @@ class ClickHouseReader(TraceReader):
             seen: set = set()
             for row in rows:
                 ident = (row[0], row[1])
-                if ident in seen:  # the Collector retried a batch: keep one copy
+                if ident in seen:
                     continue
                 seen.add(ident)
-                out[row[0]].append(self._span(row))
+                out[row[0]].append(make(row))
         for spans in out.values():
             spans.sort(key=lambda s: (s["start_ns"], s["span_id"]))
             ids = {s["span_id"] for s in spans}
             for span in spans:
                 span["parent_remote"] = bool(span["parent_span_id"]) and span["parent_span_id"] not in ids
         return out
+
+    @staticmethod
+    def _lean_span(row: Sequence) -> dict:
+        start = int(row[5])
+        links = []
+        for trace_id, span_id, text_attrs in zip(row[11], row[12], row[13]):
+            link = _link(trace_id, span_id, text_attrs)
+            if link["link_type"] or link["source_kind"] or link["document_id"]:  # analysis.causal_links
+                links.append({"span_id": span_id, "link_type": link["link_type"], "document_id": link["document_id"],
+                              "source_kind": link["source_kind"]})
+        return {"span_id": row[1], "parent_span_id": row[2] or None, "name": row[3], "start_ns": start,
+                "end_ns": start + int(row[6]), "status": layout.status_name(row[7]),
+                "attributes": layout.typed_map(row[10]), "links": links}
 
     def load(self, refs: Sequence[Any], *, links: bool = True) -> dict:
         grouped = self._load_rows(refs, events=links)
@@ -310,21 +326,15 @@ class ClickHouseReader(TraceReader):
         return out
 
     def load_lean(self, refs: Sequence[Any]) -> dict:
-        grouped = self._load_rows(refs, events=False)
         out = {}
-        for ref, spans in grouped.items():
+        for ref, spans in self._load_rows(refs, events=False, lean=True).items():
             if not spans:
                 continue
             meta = _meta(ref, spans)
-            lean = [{"span_id": s["span_id"], "parent_span_id": s["parent_span_id"], "name": s["name"],
-                     "start_ns": s["start_ns"], "end_ns": s["end_ns"], "status": s["status"],
-                     "attributes": s["attributes"],
-                     "links": [{"span_id": l["span_id"], "link_type": l["link_type"], "document_id": l["document_id"],
-                                "source_kind": l["source_kind"]} for l in s["links"]
-                               if l["link_type"] or l["source_kind"] or l["document_id"]]}
-                    for s in spans]
-            out[ref] = {"meta": {"trace_id": ref, "root_span_id": meta["root_span_id"],
-                                 "start_ns": meta["start_ns"]}, "spans": lean}
+            for span in spans:
+                del span["parent_remote"]
+            out[ref] = {"meta": {"trace_id": ref, "root_span_id": meta["root_span_id"], "start_ns": meta["start_ns"]},
+                        "spans": spans}
         return out
 
     def recent_feedback(self, limit: Optional[int]) -> list:
