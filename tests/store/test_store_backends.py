@@ -175,3 +175,30 @@ def test_cli_feedback_lands_in_chdb(tmp_path, chdb_dir, capsys):
         assert (record["score"], record["reason"], record["step_blamed"], record["target_span_id"]) == (
             0.0, "wrong", "retrieval", span_hex)
         assert store.query({"feedback.score": {"lt": 0.5}})[0]["trace_id"] == trace_hex
+
+
+def test_store_url_setting_picks_the_exporter_and_the_reader(set_config, monkeypatch, chdb_dir, tmp_path):
+    """INSTRUMENTORS_STORE_URL: the default exporter writes the Collector layout there,
+    TraceStore() reads it; a plain path keeps the SQLite store."""
+    from instrumentors import _config
+    from instrumentors._distro import default_span_exporter
+    from instrumentors.store import SQLiteSpanExporter
+
+    url = f"chdb://{chdb_dir}?database=by_setting"
+    monkeypatch.setenv("INSTRUMENTORS_STORE_URL", url)
+    assert _config.from_env().store_url == url
+    set_config(store_url=url)
+    exporter = default_span_exporter()
+    assert isinstance(exporter, ClickHouseSpanExporter) and exporter.url.startswith(f"chdb://{chdb_dir}")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("t").start_as_current_span("by setting", attributes={"answer.score": 0.25}):
+        pass
+    provider.shutdown()
+    with TraceStore() as store:
+        assert [r["root_name"] for r in store.query({"answer.score": {"lt": 0.5}})] == ["by setting"]
+    set_config(store_url=str(tmp_path / "plain.db"))
+    assert isinstance(default_span_exporter(), SQLiteSpanExporter)
