@@ -33,6 +33,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.response_synthesizers.base import BaseSynthesizer
 from llama_index.core.tools.types import BaseTool
 from pydantic import PrivateAttr
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import is_instrumentation_enabled
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -235,7 +236,14 @@ class DispatcherLogic:
             report_internal_error("llama_index.start." + kind, exc)
             tree.alias(span_id, parent_node)
             return
-        tree.add(span_id, Node(trace.set_span_in_context(span, parent), current, span, kind, instance, data))
+        node = Node(trace.set_span_in_context(span, parent), current, span, kind, instance, data)
+        tree.add(span_id, node)
+        if (kind == AGENT or kind == WORKFLOW) and _in_run_task(bound_args):
+            # llama-index-workflows enters a run's span in the run's own task, runs every
+            # step in tasks made from it, and exits the span in that same task: attached
+            # now, the span is current for the code of every step (a raw client call, your
+            # own span) and detached at exit in the very Context it was attached in.
+            node.token = otel_context.attach(node.ctx)
 
     def start_span(self, kind: str, instance: Any, bound_args: Any, parent: Any) -> tuple:
         """``(span, per-kind data)`` of a traced call; shared by ``span_enter`` and the
@@ -261,6 +269,8 @@ class DispatcherLogic:
         node = self.tel.tree.pop(span_id)
         if node is None:
             return
+        if node.token is not None:
+            _detach_run_context(node)
         if node.kind == CHAT_WRITER:
             self.tel.pending_chats.done(node.owner, None)
             return
@@ -287,6 +297,8 @@ class DispatcherLogic:
         node = self.tel.tree.pop(span_id)
         if node is None:
             return
+        if node.token is not None:
+            _detach_run_context(node)
         if node.kind == CHAT_WRITER:
             self.tel.pending_chats.done(node.owner, err)
             return
@@ -492,6 +504,25 @@ def _tool_arguments(bound_args: Any) -> Optional[str]:
         return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
     except Exception:  # noqa: BLE001
         return str(value)
+
+
+def _in_run_task(bound_args: Any) -> bool:
+    """The span of ``run_workflow(init_state, start_event, tags)``: llama-index-workflows'
+    run span, entered and exited inside the run's own task (0.12's ``Workflow.run`` span is
+    entered in the caller's context and must not be attached)."""
+    arguments = getattr(bound_args, "arguments", None)
+    return isinstance(arguments, dict) and "init_state" in arguments
+
+
+def _detach_run_context(node: Node) -> None:
+    """Detach what :meth:`DispatcherLogic.enter` attached, only if it is still the current
+    context (so exactly the attached token, in the Context it was attached in)."""
+    token, node.token = node.token, None
+    if otel_context.get_current() is node.ctx:
+        otel_context.detach(token)
+    else:
+        report_internal_error("llama_index.run_context", RuntimeError(
+            "a workflow run ended in another context than it started in; its span was not detached"))
 
 
 def _agent_input(bound_args: Any) -> Optional[str]:

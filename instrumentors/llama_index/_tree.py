@@ -45,7 +45,7 @@ MAX_OPEN_SPANS = 10_000
 class Node:
     """One open LlamaIndex dispatcher span as we track it."""
 
-    __slots__ = ("ctx", "entered_under", "span", "kind", "owner", "data", "id")
+    __slots__ = ("ctx", "entered_under", "span", "kind", "owner", "data", "id", "token")
 
     def __init__(
         self,
@@ -63,6 +63,7 @@ class Node:
         self.owner = owner  # the LlamaIndex object whose method this is (traced nodes only)
         self.data = data  # per-kind state gathered between enter and exit
         self.id: Optional[str] = None  # the dispatcher span id it was added under
+        self.token: Any = None  # set when its context was attached at enter (a workflow run's task)
 
 
 class SpanTree:

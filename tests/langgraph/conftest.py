@@ -10,8 +10,9 @@ import pytest
 pytest.importorskip("langgraph")
 
 _HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+for _path in (_HERE, str(Path(_HERE).parent)):  # tests/: openai_wire.py (the in-process OpenAI)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from instrumentors.langchain import LangChainInstrumentor  # noqa: E402
 from instrumentors.langchain._handler import HANDLER  # noqa: E402

@@ -10,8 +10,9 @@ import pytest
 # li_helpers.py / li_scenarios.py are shared with make_cassettes.py, the example and the
 # benchmark; pytest runs with --import-mode=importlib, so make the folder importable.
 _HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
+for _path in (_HERE, str(Path(_HERE).parent)):  # tests/: openai_wire.py (the in-process OpenAI)
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from instrumentors.llama_index import LlamaIndexInstrumentor  # noqa: E402
 from instrumentors.openai import OpenAIInstrumentor  # noqa: E402

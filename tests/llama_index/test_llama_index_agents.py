@@ -1,0 +1,158 @@
+"""Workflow agents (llama-index-core 0.13+ on llama-index-workflows): the agent's or
+workflow's span is a real parent. Code inside a step (your own span, a raw OpenAI client
+call), the LLM calls and the tool calls all nest under ``invoke_agent``/``invoke_workflow``
+in the caller's trace; the caller's context is untouched afterwards, also when a step
+raises or the run is cancelled. FunctionAgent on llama-index's OpenAI LLM (an in-process
+OpenAI), ReActAgent, AgentWorkflow with a handoff."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from instrumentors import _semconv as sc
+
+pytest.importorskip("llama_index.core.agent.workflow")
+
+from llama_index.core.tools import FunctionTool  # noqa: E402
+from llama_index.core.workflow import Event, StartEvent, StopEvent, Workflow, step  # noqa: E402
+
+from openai_wire import MODEL, FakeOpenAI, react_policy  # noqa: E402
+
+HOURS = "The Paris office opens at 9:00 on weekdays."
+
+
+def search_kb(query: str) -> str:
+    """Search the knowledge base."""
+    return HOURS
+
+
+def _memory():
+    from llama_index.core.memory import ChatMemoryBuffer
+
+    return ChatMemoryBuffer.from_defaults()  # in-process (the default SQL one leaves a thread)
+
+
+class Middle(Event):
+    text: str
+
+
+class Steps(Workflow):
+    """Your own code in steps: a span of yours, a raw OpenAI call, a sync step."""
+
+    client = None
+
+    @step
+    async def first(self, ev: StartEvent) -> Middle:
+        with trace.get_tracer("test").start_as_current_span("inside async step"):
+            reply = await self.client.chat.completions.create(model=MODEL,
+                                                              messages=[{"role": "user", "content": "hi"}])
+        return Middle(text=reply.choices[0].message.content)
+
+    @step
+    def middle(self, ev: Middle) -> StopEvent:
+        with trace.get_tracer("test").start_as_current_span("inside sync step"):
+            return StopEvent(result=ev.text)
+
+
+def test_code_inside_steps_nests_under_the_workflow_span(li, openai_on, spans, tracer_provider):
+    flow = Steps(timeout=10)
+    flow.client = FakeOpenAI().async_client()
+    tracer = tracer_provider.get_tracer("test")
+    before = otel_context.get_current()
+
+    async def main():
+        with tracer.start_as_current_span("user request"):
+            result = await flow.run()
+        assert otel_context.get_current() == before
+        return result
+
+    assert asyncio.run(main()) == "I do not know."
+    tree = spans()
+    run = tree.one("invoke_workflow Steps")
+    assert tree.parent(run) is tree.one("user request")
+    for name in ("inside async step", "inside sync step"):
+        assert tree.parent(tree.one(name)) is run
+    assert tree.parent(tree.one(f"chat {MODEL}")) is tree.one("inside async step")
+    assert len({s.context.trace_id for s in tree.spans}) == 1
+
+
+class Failing(Workflow):
+    @step
+    async def boom(self, ev: StartEvent) -> StopEvent:
+        with trace.get_tracer("test").start_as_current_span("before the error"):
+            pass
+        raise ValueError("bad step")
+
+
+def test_a_failing_step_ends_the_span_and_restores_the_context(li, spans):
+    async def main():
+        before = otel_context.get_current()
+        with pytest.raises(ValueError):
+            await Failing(timeout=10).run()
+        assert otel_context.get_current() == before
+
+    asyncio.run(main())
+    tree = spans()
+    run = tree.one("invoke_workflow Failing")
+    assert run.status.status_code.name == "ERROR"
+    assert tree.parent(tree.one("before the error")) is run
+
+
+class Slow(Workflow):
+    @step
+    async def wait(self, ev: StartEvent) -> StopEvent:
+        with trace.get_tracer("test").start_as_current_span("waiting"):
+            await asyncio.sleep(30)
+        return StopEvent(result="late")
+
+
+def test_a_cancelled_run_ends_every_span(li, spans):
+    async def main():
+        handler = Slow(timeout=60).run()
+        await asyncio.sleep(0.2)
+        await handler.cancel_run()
+        with pytest.raises(BaseException):
+            await handler
+
+    asyncio.run(main())
+    tree = spans()
+    run = tree.one("invoke_workflow Slow")
+    assert tree.parent(tree.one("waiting")) is run
+
+
+def _function_agent(fake: FakeOpenAI, name: str = "kb_agent", **kwargs):
+    from llama_index.core.agent.workflow import FunctionAgent
+
+    return FunctionAgent(name=name, description="Answers from the knowledge base",
+                         tools=[FunctionTool.from_defaults(fn=search_kb)], llm=fake.llama_index_llm(), **kwargs)
+
+
+def test_function_agent_tool_loop(li, openai_on, spans, tracer_provider, set_config):
+    set_config(causal_links=True)
+    tracer = tracer_provider.get_tracer("test")
+
+    async def main():
+        with tracer.start_as_current_span("user request"):
+            return await _function_agent(FakeOpenAI(react_policy("search_kb"))).run(
+                user_msg="When does the Paris office open?", memory=_memory())
+
+    assert "9:00" in str(asyncio.run(main()))
+    tree = spans()
+    agent = tree.one("invoke_agent kb_agent")
+    assert agent.attributes[sc.GEN_AI_AGENT_NAME] == "kb_agent"
+    tool = tree.one("execute_tool search_kb")
+    assert tree.parent(tool) is agent
+    chats = [s for s in tree.named(f"chat {MODEL}") if s.attributes.get(sc.LIBRARY) == "llama_index"]
+    assert len(chats) == 2 and all(tree.parent(c) is agent for c in chats)
+    clients = [s for s in tree.named(f"chat {MODEL}") if s.attributes.get(sc.LIBRARY) == "openai"]
+    assert len(clients) == 2 and {tree.parent(c).context.span_id for c in clients} == {
+        c.context.span_id for c in chats}
+    # turn by turn: the tool ran the first call's arguments, the second call read its result
+    links = {(ln.attributes.get(sc.GEN_AI_ATTRIBUTION_LINK_TYPE), ln.context.span_id) for ln in chats[1].links}
+    assert (sc.LINK_CAUSED_BY_TOOL, tool.context.span_id) in links
+    assert {ln.context.span_id for ln in tool.links} == {chats[0].context.span_id}
+    assert len({s.context.trace_id for s in tree.spans}) == 1
