@@ -44,6 +44,7 @@ from .. import causal
 from .._config import get_config
 from .._spans import end_span, report_internal_error, set_attributes, start_span
 from . import _readers as rd
+from ._agents import RUN_OWNER_KEY, note_tool_span
 from ._common import LIBRARY, Telemetry, fields
 from ._streams import traced_chat_stream, traced_response_stream
 from ._tools import adopt
@@ -243,6 +244,7 @@ class DispatcherLogic:
             # step in tasks made from it, and exits the span in that same task: attached
             # now, the span is current for the code of every step (a raw client call, your
             # own span) and detached at exit in the very Context it was attached in.
+            node.ctx = otel_context.set_value(RUN_OWNER_KEY, instance, node.ctx)
             node.token = otel_context.attach(node.ctx)
 
     def start_span(self, kind: str, instance: Any, bound_args: Any, parent: Any) -> tuple:
@@ -261,6 +263,8 @@ class DispatcherLogic:
                 start.attrs.update(consumption.attributes or {})
         span = start_span(self.tel.tracer, start.name, kind=start.span_kind, attributes=start.attrs,
                           links=links, parent=parent)
+        if kind == TOOL:
+            note_tool_span(instance, span)  # a handoff: the next agent's turn links it
         return span, start.data
 
     def exit(self, span_id: str, instance: Any, result: Any) -> None:

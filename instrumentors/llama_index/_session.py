@@ -10,6 +10,12 @@ from llama_index.core.instrumentation import DispatcherSpanMixin, get_dispatcher
 from llama_index.core.tools.types import BaseTool
 from opentelemetry import trace
 
+try:
+    from llama_index.core.agent.workflow import BaseWorkflowAgent
+except ImportError:  # 0.12: no workflow agents
+    BaseWorkflowAgent = None  # type: ignore[assignment,misc]
+
+from ._agents import TAKE_STEP_METHODS, take_step_wrapper
 from ._common import Telemetry
 from ._handler import DispatcherLogic, InstrumentorsEventHandler, InstrumentorsSpanHandler
 from ._models import EMBEDDING_METHODS, LLM_METHODS, embedding_wrapper, llm_wrapper
@@ -29,6 +35,9 @@ class Session:
         self.patcher.add_target(BaseEmbedding, EMBEDDING_METHODS, lambda name: embedding_wrapper(self.tel, name))
         self.tool_calls = ToolCalls(self.tel, self.logic)
         self.patcher.add_target(BaseTool, TOOL_METHODS, lambda name: tool_wrapper(self.tool_calls, name))
+        if BaseWorkflowAgent is not None:  # 0.13+: agents taking turns inside an AgentWorkflow
+            self.patcher.add_target(BaseWorkflowAgent, TAKE_STEP_METHODS,
+                                    lambda name: take_step_wrapper(self.tel.tracer, name))
         self.scopes = CallbackScopes(self.tel)
         self.dispatcher = get_dispatcher()  # the root: every other dispatcher propagates to it
 

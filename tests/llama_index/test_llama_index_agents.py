@@ -156,3 +156,53 @@ def test_function_agent_tool_loop(li, openai_on, spans, tracer_provider, set_con
     assert (sc.LINK_CAUSED_BY_TOOL, tool.context.span_id) in links
     assert {ln.context.span_id for ln in tool.links} == {chats[0].context.span_id}
     assert len({s.context.trace_id for s in tree.spans}) == 1
+
+
+def _handoff_policy(body):
+    """triage hands off to kb; kb searches, then answers from the result."""
+    import json
+
+    messages = body["messages"]
+    system = next((m["content"] for m in messages if m["role"] == "system"), "")
+    tool_results = [m for m in messages if m["role"] == "tool"]
+    if "triage" in system and not tool_results:
+        call = {"id": "call_handoff", "type": "function", "function": {
+            "name": "handoff", "arguments": json.dumps({"to_agent": "kb", "reason": "a knowledge base question"})}}
+        return {"content": None, "tool_calls": [call]}, "tool_calls"
+    if "knowledge base" in system and len(tool_results) == 1:
+        call = {"id": "call_search", "type": "function", "function": {
+            "name": "search_kb", "arguments": json.dumps({"query": "paris office opening hours"})}}
+        return {"content": None, "tool_calls": [call]}, "tool_calls"
+    return {"content": "Answer: " + tool_results[-1]["content"]}, "stop"
+
+
+def test_agent_workflow_handoff(li, openai_on, spans, set_config):
+    from llama_index.core.agent.workflow import AgentWorkflow, FunctionAgent
+
+    set_config(causal_links=True)
+    fake = FakeOpenAI(_handoff_policy)
+    triage = FunctionAgent(name="triage", description="Routes questions", system_prompt="You are triage.",
+                           llm=fake.llama_index_llm(), tools=[], can_handoff_to=["kb"])
+    kb = FunctionAgent(name="kb", description="Answers", system_prompt="You answer from the knowledge base.",
+                       llm=fake.llama_index_llm(), tools=[FunctionTool.from_defaults(fn=search_kb)])
+    flow = AgentWorkflow(agents=[triage, kb], root_agent="triage")
+
+    async def main():
+        return await flow.run(user_msg="When does the Paris office open?", memory=_memory())
+
+    assert "9:00" in str(asyncio.run(main()))
+    tree = spans()
+    [run] = [s for s in tree.spans if tree.parent(s) is None]
+    assert run.name == "invoke_agent triage"  # the workflow, named after its root agent
+    turns = [s for s in tree.spans if s.attributes.get(sc.SPAN_KIND) == sc.KIND_AGENT and s is not run]
+    turns.sort(key=lambda s: s.start_time)
+    assert [t.attributes[sc.GEN_AI_AGENT_NAME] for t in turns] == ["triage", "kb", "kb"]
+    assert all(tree.parent(t) is run for t in turns)
+    for turn in turns:  # each turn's model call nests in it
+        [chat] = [c for c in tree.children(turn) if c.attributes.get(sc.SPAN_KIND) == sc.KIND_LLM]
+    handoff = tree.one("execute_tool handoff")
+    assert tree.parent(handoff) is run
+    links = [(ln.context.span_id, ln.attributes.get(sc.LINK_SOURCE_KIND)) for ln in turns[1].links]
+    assert links == [(handoff.context.span_id, "handoff")]
+    assert not turns[0].links and not turns[2].links
+    assert tree.parent(tree.one("execute_tool search_kb")) is run
