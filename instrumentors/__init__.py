@@ -20,7 +20,7 @@ from typing import Any, Optional
 from opentelemetry import trace
 
 from . import _config
-from ._feedback import record_feedback
+from ._feedback import FeedbackNotStored, record_feedback
 from ._version import __version__
 from .causal.steps import step
 
@@ -102,6 +102,7 @@ def current_span_id() -> Optional[str]:
 
 
 __all__ = [
+    "FeedbackNotStored",
     "__version__",
     "current_span_id",
     "current_trace_id",

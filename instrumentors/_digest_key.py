@@ -9,13 +9,19 @@ saw the same text, which is what linking and prompt grouping need.
 
 Where the secret comes from (``INSTRUMENTORS_DIGEST_KEY`` / ``digest_key``):
 
-* unset (default): a per-installation key file, ``digest.key`` next to the store
-  (``dirname(store_path)``), 32 random bytes as hex, mode 0600, created once atomically
-  (``O_CREAT | O_EXCL``: when two processes race, the loser reads the winner's). Every
-  process that shares the store directory shares the key, so ``rebuild_links`` works
-  across them. Loaded lazily on first use, never at import. If the file can be neither
-  created nor read, a per-process random key is used and one warning says that
-  cross-process link rebuilding needs ``INSTRUMENTORS_DIGEST_KEY``.
+* unset (default): a key file, 32 random bytes as hex, mode 0600, created once
+  atomically (``O_CREAT | O_EXCL``: when two processes race, the loser reads the
+  winner's). Where: ``digest.key`` next to the embedded store when this process writes
+  spans to it (a ``SQLiteSpanExporter`` was created: zero-config ``instrument_all()``,
+  ``OTEL_TRACES_EXPORTER=instrumentors``), so every process sharing the store shares the
+  key and ``rebuild_links`` works across them; also next to the store when
+  ``INSTRUMENTORS_STORE_PATH`` / ``store_path=`` names one; otherwise (the app's own
+  provider, OTLP only, default store path) the per-user state directory (:func:`user_key_path`), never the working
+  directory of an app that did not ask for the store -- processes of one user on one
+  host still share it, and prompt hashes stay stable across restarts. Loaded lazily on
+  first use, never at import. If the file can be neither created nor read, a
+  per-process random key is used and one warning says that cross-process link
+  rebuilding needs ``INSTRUMENTORS_DIGEST_KEY``.
 * any other value: that secret (the key is its SHA-256), for fleets of processes or hosts
   that must rebuild links between one another.
 * ``off``: unkeyed, the historical format (dictionary-guessable; for compatibility).
@@ -31,6 +37,7 @@ import hmac
 import logging
 import os
 import secrets
+import sys
 import threading
 import time
 from typing import Optional, Tuple
@@ -56,8 +63,37 @@ _process_key: Optional[bytes] = None
 _warned = False
 
 
+_noted_store: Optional[str] = None
+_DEFAULT_STORE_PATH = _config.Config().store_path
+
+
 def key_file_path(store_path: str) -> str:
     return os.path.join(os.path.dirname(store_path) or ".", KEY_FILE_NAME)
+
+
+def user_key_path() -> str:
+    """The per-user key file used when this process writes no embedded store:
+    ``$XDG_STATE_HOME/instrumentors/digest.key`` (default ``~/.local/state``) on Linux and
+    other POSIX systems, ``~/Library/Application Support/instrumentors/digest.key`` on
+    macOS, ``%LOCALAPPDATA%\\instrumentors\\digest.key`` on Windows."""
+    home = os.path.expanduser("~")
+    if os.name == "nt":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+    elif sys.platform == "darwin":
+        base = os.path.join(home, "Library", "Application Support")
+    else:
+        base = os.environ.get("XDG_STATE_HOME", "")
+        if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
+            base = os.path.join(home, ".local", "state")
+    return os.path.join(base, "instrumentors", KEY_FILE_NAME)
+
+
+def note_store(store_path: str) -> None:
+    """This process writes spans to the store at ``store_path`` (the first one noted
+    wins): the default key file lives beside it."""
+    global _noted_store
+    if _noted_store is None:
+        _noted_store = os.path.abspath(store_path)
 
 
 def key() -> Optional[bytes]:
@@ -93,10 +129,11 @@ def reset() -> None:
 
     Config changes are noticed without it; tests use it to re-read a key file.
     """
-    global _state, _warned
+    global _state, _warned, _noted_store
     with _lock:
         _state = (None, (), None, None, None)
         _warned = False
+        _noted_store = None
 
 
 def _resolve() -> _State:
@@ -119,7 +156,10 @@ def _resolve() -> _State:
 def _setting(cfg: _config.Config) -> tuple:
     raw = getattr(cfg, "digest_key", None)
     if raw is None:
-        return ("file", key_file_path(cfg.store_path))
+        store = _noted_store
+        if store is None and cfg.store_path != _DEFAULT_STORE_PATH:
+            store = cfg.store_path  # INSTRUMENTORS_STORE_PATH / store_path= named a store: beside it
+        return ("file", key_file_path(store) if store is not None else user_key_path())
     if raw.strip().lower() == OFF:
         return ("off",)
     return ("secret", raw)

@@ -222,7 +222,9 @@ def _cmd_prompts(args: argparse.Namespace, filters: dict) -> int:
 
 
 def _cmd_feedback(args: argparse.Namespace) -> int:
-    from ._feedback import _store_provider, record_feedback
+    import logging
+
+    from ._feedback import FeedbackNotStored, _store_provider, record_feedback
     from .store.tracestore import normalize_trace_id
 
     path = _store_path(args)
@@ -230,14 +232,25 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     if len(normalize_trace_id(trace_id)) < 32:  # a prefix: resolve it (read-only)
         with _open(args) as store:
             trace_id = store.resolve(trace_id)
-    provider = _store_provider(path)
-    record = record_feedback(trace_id, args.score, reason=args.reason, step_blamed=args.step_blamed, key=args.key,
-                             span_id=args.span_id, tracer_provider=provider, store_path=path)
-    provider.force_flush()
+    provider = _store_provider(path, args.timeout)
+    # the one-line message below says what failed; no logged traceback on top of it
+    logger = logging.getLogger("instrumentors")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        record = record_feedback(trace_id, args.score, reason=args.reason, step_blamed=args.step_blamed,
+                                 key=args.key, span_id=args.span_id, tracer_provider=provider, store_path=path,
+                                 timeout=args.timeout)
+    except FeedbackNotStored as exc:
+        sys.stderr.write(f"instrumentors: {exc}; nothing was recorded\n")
+        return EXIT_STORE
+    finally:
+        logger.setLevel(level)
     if args.json:
         _dump(record.__dict__)
     else:
-        where_ = {"span": "the given span", "root": "the root span", "synthetic": "the trace (root not found yet)"}
+        where_ = {"span": "the given span", "root": "the root span",
+                  "trace": "the trace as a whole (its root is not in the store)"}
         _print(f"recorded {record.key} feedback {record.score:g} on trace {record.trace_id} "
                f"under {where_[record.parent_source]} (span {record.span_id}) in {_masked(path)}")
     return EXIT_OK

@@ -36,6 +36,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 from opentelemetry.util.types import Attributes
 
+from .. import _digest_key
 from .. import _semconv as sc
 from .._spans import report_internal_error
 from . import schema
@@ -159,11 +160,16 @@ class SQLiteSpanExporter(SpanExporter):
     app does not move the store).
     """
 
-    def __init__(self, path: Optional[str] = None, busy_timeout_ms: int = 30_000) -> None:
+    def __init__(self, path: Optional[str] = None, busy_timeout_ms: int = 30_000, *,
+                 keys_digests: bool = True) -> None:
         if path is None:
             path = schema.default_path()
         self.path = os.path.abspath(os.fspath(path))
         self._busy_timeout_ms = busy_timeout_ms
+        #: the exception of the last failed export (None after a successful one)
+        self.last_error: Optional[BaseException] = None
+        if keys_digests:  # this process writes spans here: the digest key file lives beside them
+            _digest_key.note_store(self.path)
         self._lock = threading.Lock()
         self._conn = None
         self._pid: Optional[int] = None
@@ -178,6 +184,8 @@ class SQLiteSpanExporter(SpanExporter):
         if self._conn is None or self._pid != pid:
             # After a fork the inherited connection must not be used or closed (SQLite
             # locks are per process): drop it and open our own.
+            if os.path.isdir(self.path):
+                raise IsADirectoryError(f"{self.path} is a directory, not a trace store file")
             self._conn = schema.connect_writer(self.path, self._busy_timeout_ms)
             self._pid = pid
             self._keys = {}
@@ -195,8 +203,10 @@ class SQLiteSpanExporter(SpanExporter):
             with self._lock:
                 conn = self._connection()
                 self._write(conn, spans)
+            self.last_error = None
             return SpanExportResult.SUCCESS
         except Exception as exc:  # noqa: BLE001 - never raise into the SDK / host app
+            self.last_error = exc
             report_internal_error(f"store export to {self.path}", exc)
             return SpanExportResult.FAILURE
 

@@ -91,16 +91,48 @@ def test_span_id_argument_and_traceparent(store_provider, store_path):
     assert (record.parent_span_id, record.target_span_id) == (gen_hex, gen_hex)
 
 
-def test_unknown_trace_gets_a_synthetic_parent_in_the_same_trace(store_provider, store_path):
+def test_unknown_root_makes_a_root_level_span_of_the_judged_trace(store_provider, store_path):
     trace_hex = "4bf92f3577b34da6a3ce929d0e0e4736"
     record = record_feedback(trace_hex, 0.0, tracer_provider=store_provider, store_path=store_path)
-    assert record.parent_source == "synthetic" and record.target_span_id is None
-    assert record.trace_id == trace_hex and len(record.parent_span_id) == 16
+    assert (record.parent_source, record.parent_span_id, record.target_span_id) == ("trace", None, None)
+    assert record.trace_id == trace_hex and record.stored is True
     with TraceStore(store_path) as store:
         [summary] = store.query({"feedback.score": {"lt": 0.5}})
         assert summary["trace_id"] == trace_hex and summary["feedback.count"] == 1
         [fb] = store.feedback(trace_hex)
-        assert fb["target_span_id"] == record.parent_span_id
+        assert fb["target_span_id"] is None and fb["span_id"] == record.span_id   # the trace as a whole
+        [node] = store.trace(trace_hex)["roots"]
+        assert (node["name"], node["parent_span_id"]) == ("feedback", None)        # no made-up parent
+
+
+def test_root_level_feedback_joins_its_trace_when_the_spans_arrive_later(store_provider, store_path, tracer_provider,
+                                                                         span_exporter):
+    # the app's spans go elsewhere first (here: the in-memory provider, e.g. OTLP only)
+    with tracer_provider.get_tracer("app").start_as_current_span("rag_pipeline") as root:
+        with tracer_provider.get_tracer("app").start_as_current_span("retrieval"):
+            pass
+    trace_hex, root_hex = _hex(root)
+    app_spans = span_exporter.get_finished_spans()
+    span_exporter.clear()
+    record = record_feedback(trace_hex, 0.0, reason="stale", tracer_provider=tracer_provider, store_path=store_path)
+    [span] = span_exporter.get_finished_spans()
+    assert span.parent is None and format(span.context.trace_id, "032x") == trace_hex   # what a backend receives
+    assert sc.FEEDBACK_TARGET_SPAN_ID not in span.attributes
+    assert record.stored is None                      # no embedded store on this provider: not verifiable here
+    # the same spans reach the store later (a collector fan-out, an import): one trace, root unchanged
+    from instrumentors.store.exporter import SQLiteSpanExporter
+
+    exporter = SQLiteSpanExporter(store_path)
+    assert exporter.export([span]) .name == "SUCCESS"
+    assert exporter.export(list(app_spans)).name == "SUCCESS"
+    exporter.shutdown()
+    with TraceStore(store_path) as store:
+        data = store.trace(trace_hex)
+        assert data["root_span_id"] == root_hex and data["root_name"] == "rag_pipeline"
+        [root_node] = data["roots"]
+        assert [c["name"] for c in root_node["children"]] == ["retrieval", "feedback"]
+        explained = store.explain(trace_hex)
+        assert [f["reason"] for f in explained["feedback"]] == ["stale"]
 
 
 def test_without_an_sdk_provider_feedback_is_written_straight_to_the_store(monkeypatch, tmp_path):
@@ -167,7 +199,7 @@ def test_private_store_providers_are_bounded(monkeypatch, tmp_path):
     for path in paths:
         record_feedback(GOOD, 1.0, store_path=path)
         assert len(_feedback._private_providers) <= _feedback._MAX_PRIVATE_PROVIDERS
-    assert list(_feedback._private_providers) == [os.path.abspath(p) for p in paths[-4:]]  # oldest evicted
+    assert [path for path, _ in _feedback._private_providers] == [os.path.abspath(p) for p in paths[-4:]]  # oldest out
     for path in paths:  # every record reached its store, evicted providers included
         with TraceStore(path) as store:
             assert [f["score"] for f in store.feedback()] == [1.0]
@@ -196,11 +228,11 @@ def test_flushes_pending_spans_only_when_the_store_is_in_use(tmp_path, store_pro
     counter = _FlushCounter()
     provider.add_span_processor(counter)
     record = record_feedback(GOOD, 0.0, tracer_provider=provider, store_path=str(tmp_path / "absent.db"))
-    assert (record.parent_source, counter.flushes) == ("synthetic", 0)  # e.g. OTLP only: never waits
+    assert (record.parent_source, counter.flushes) == ("trace", 0)  # e.g. OTLP only: never waits
     with store_provider.get_tracer("t").start_as_current_span("root"):
         pass  # creates the store file
     record = record_feedback(GOOD, 0.0, tracer_provider=provider, store_path=store_path)
-    assert (record.parent_source, counter.flushes) == ("synthetic", 1)  # looked, flushed once, looked again
+    assert (record.parent_source, counter.flushes) == ("trace", 1)  # looked, flushed once, looked again
     provider.shutdown()
 
 
@@ -208,5 +240,5 @@ def test_a_store_file_without_schema_yet_is_not_an_error(tracer_provider, span_e
     path = tmp_path / "being-created.db"
     path.write_bytes(b"")  # what a reader sees while the first export creates the schema
     record = record_feedback(GOOD, 0.0, tracer_provider=tracer_provider, store_path=str(path))
-    assert record.parent_source == "synthetic"
+    assert record.parent_source == "trace"
     assert not [r for r in caplog.records if "internal error" in r.getMessage()]
