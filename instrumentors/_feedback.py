@@ -364,15 +364,15 @@ def _root_level_tracer(tracer: Any, trace_int: int) -> Optional[Any]:
     return clone
 
 
-def _stored(path: str, span_hex: str, timeout: float) -> bool:
-    """Is the feedback row of ``span_hex`` in the store at ``path``?"""
+def _stored(path: Any, trace_hex: str, span_hex: str, timeout: float) -> bool:
+    """Is the feedback row of ``span_hex`` in the store at ``path`` (a file or a StoreURL)?"""
     from .store.schema import StoreError
-    from .store.tracestore import TraceStore
+    from .store.tracestore import TraceNotFound, TraceStore
 
     try:
         with TraceStore(path, timeout=timeout) as store:
-            return bool(store._rows("SELECT 1 FROM feedback WHERE span_id = ? LIMIT 1", (span_hex,)))
-    except (StoreError, OSError, ValueError):
+            return any(f["span_id"] == span_hex for f in store.feedback(trace_hex))
+    except (StoreError, TraceNotFound, OSError, ValueError):
         return False
 
 
@@ -524,7 +524,7 @@ def _check_stored(record: FeedbackRecord, provider: Any, stores: list, ctx: Span
         else:
             if flushed is None:
                 flushed = provider.force_flush(timeout_millis=int(wait * 1000) + 1000)
-            ok = _stored(location, record.span_id, min(wait, 5.0) or 0.1)
+            ok = _stored(location, record.trace_id, record.span_id, min(wait, 5.0) or 0.1)
         if not ok:
             failures.append(_failure_reason(exporter, getattr(exporter, "_busy_timeout_ms", int(wait * 1000)),
                                             None if isinstance(processor, _CheckedExport) else wait))
