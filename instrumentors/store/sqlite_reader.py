@@ -8,6 +8,7 @@ SQL over the transposed attribute blocks (see :mod:`.schema` for why that layout
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -170,6 +171,29 @@ _SPAN_COLS = ("id, trace, span_id, parent_span_id, parent_remote, name, kind, st
               " status_message, resource, scope, attributes")
 _FEEDBACK_COLS = "trace, trace_id, span_id, target_span_id, key, score, reason, step_blamed, time_ns, attributes"
 _TRACE_COLS = "id, trace_id, start_ns, end_ns, span_count, error_count, root_span_id, root_name"
+
+
+def _one_snapshot(method):
+    """Run a reader method's SELECTs in one read transaction: a trace's summary row, its
+    spans and its feedback then come from the same committed state, never from both sides
+    of a writer's commit (the hardening suite saw ``span_count`` 2 with 5 spans read)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._lock:
+            conn = self._conn
+            if conn is None or conn.in_transaction:
+                return method(self, *args, **kwargs)
+            conn.execute("BEGIN")
+            try:
+                return method(self, *args, **kwargs)
+            finally:
+                try:
+                    conn.execute("COMMIT")
+                except sqlite3.Error:  # pragma: no cover - a read transaction has nothing to lose
+                    pass
+
+    return wrapper
 
 
 class SQLiteReader(TraceReader):
@@ -345,6 +369,7 @@ class SQLiteReader(TraceReader):
                 out[row[0]].append(_feedback_dict(row))
         return out
 
+    @_one_snapshot
     def load(self, refs: Sequence[Any], *, links: bool = True) -> dict:
         metas = {}
         for chunk, marks in self._chunks(refs):
@@ -382,6 +407,7 @@ class SQLiteReader(TraceReader):
             out[ref] = {"meta": meta, "spans": loaded_spans, "feedback": feedback[ref]}
         return out
 
+    @_one_snapshot
     def load_lean(self, refs: Sequence[Any]) -> dict:
         """No events, feedback, ISO times or link attributes are decoded: over thousands
         of traces that decoding was most of the loading."""
@@ -431,6 +457,7 @@ class SQLiteReader(TraceReader):
         rows = self._rows("SELECT root_span_id FROM traces WHERE id = ?", (ref,))
         return rows[0][0] if rows else None
 
+    @_one_snapshot
     def stats(self) -> dict:
         counts = {t: self._rows(f"SELECT count(*) FROM {t}")[0][0] for t in ("traces", "spans", "links", "feedback")}
         span_range = self._rows(f"SELECT min(start_ns), max(start_ns) FROM traces WHERE start_ns < {schema.NO_START}")[0]
