@@ -234,6 +234,9 @@ class _FollowingTracer(_trace_api.Tracer):
     def start_span(self, *args: Any, **kwargs: Any) -> _trace_api.Span:
         return self._target().start_span(*args, **kwargs)
 
+    def __getattr__(self, name: str) -> Any:  # resource, sampler, instrumentation_scope...
+        return getattr(self._target(), name)
+
     def start_as_current_span(self, *args: Any, **kwargs: Any):  # type: ignore[override]
         return self._target().start_as_current_span(*args, **kwargs)
 

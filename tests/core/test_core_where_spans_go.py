@@ -155,6 +155,10 @@ def test_otlp_with_only_the_http_exporter_installed_sends_over_http(tmp_path, re
     assert set(spans) == {"handle request", "feedback"}
     assert spans["handle request"].trace_id.hex() == out["trace_id"]
     assert spans["feedback"].trace_id.hex() == out["trace_id"]
+    # OTLP only, so no store knows the root: the feedback is a root-level span of the judged trace,
+    # never a child of a span id that does not exist
+    assert spans["feedback"].parent_span_id == b""
+    assert "feedback.target_span_id" not in {a.key for a in spans["feedback"].attributes}
     assert _instrumentors_warnings(proc.stderr) == [], proc.stderr
     assert not (tmp_path / "store.db").exists(), "OTLP only: the store must not be written"
 

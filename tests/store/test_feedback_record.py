@@ -135,6 +135,28 @@ def test_root_level_feedback_joins_its_trace_when_the_spans_arrive_later(store_p
         assert [f["reason"] for f in explained["feedback"]] == ["stale"]
 
 
+def test_first_run_in_a_new_directory_finds_the_root_still_queued(tmp_path):
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    from instrumentors.store.exporter import SQLiteSpanExporter
+
+    path = str(tmp_path / "new" / "traces.db")
+    provider = TracerProvider()   # what instrument_all() installs: a batch processor into the store
+    provider.add_span_processor(BatchSpanProcessor(SQLiteSpanExporter(path), schedule_delay_millis=60_000))
+    try:
+        with provider.get_tracer("t").start_as_current_span("rag_pipeline") as root:
+            pass
+        assert not os.path.exists(path)                       # nothing exported yet: no file at all
+        record = record_feedback(_hex(root)[0], 0.0, tracer_provider=provider, store_path=path)
+        assert (record.parent_source, record.target_span_id, record.stored) == ("root", _hex(root)[1], True)
+        with TraceStore(path) as store:
+            [fb] = store.feedback(_hex(root)[0])
+            assert fb["target_span_id"] == _hex(root)[1]
+    finally:
+        provider.shutdown()
+
+
 def test_without_an_sdk_provider_feedback_is_written_straight_to_the_store(monkeypatch, tmp_path):
     path = str(tmp_path / "direct.db")
     monkeypatch.setattr(trace, "get_tracer_provider", lambda: trace.ProxyTracerProvider())
