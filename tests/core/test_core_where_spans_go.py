@@ -141,12 +141,7 @@ def _store_spans(tmp_path: Path) -> list:
 @pytest.mark.parametrize("launcher", ["instrument_all", "opentelemetry-instrument"])
 def test_otlp_with_only_the_http_exporter_installed_sends_over_http(tmp_path, receiver, launcher):
     env = _env(tmp_path, OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint)
-    argv: tuple = ()
-    if launcher == "opentelemetry-instrument":
-        exe = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
-        assert exe is not None, "opentelemetry-instrument is not installed beside this python"
-        argv = (exe,)
-    proc = _run(tmp_path, env, argv=argv)
+    proc = _run(tmp_path, env, argv=_launcher(launcher))
     out = json.loads(proc.stdout)
     assert out["trace_id"] and out["trace_id"] != "0" * 32 and out["feedback_trace"] == out["trace_id"]
     assert {path for path, _, _ in receiver.requests} == {"/v1/traces"}
@@ -163,11 +158,20 @@ def test_otlp_with_only_the_http_exporter_installed_sends_over_http(tmp_path, re
     assert not (tmp_path / "store.db").exists(), "OTLP only: the store must not be written"
 
 
-def test_an_exporter_that_is_not_installed_falls_back_to_the_store_with_one_warning(tmp_path):
+def _launcher(name: str) -> tuple:
+    if name == "instrument_all":
+        return ()
+    exe = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    assert exe is not None, "opentelemetry-instrument is not installed beside this python"
+    return (exe,)
+
+
+@pytest.mark.parametrize("launcher", ["instrument_all", "opentelemetry-instrument"])
+def test_an_exporter_that_is_not_installed_falls_back_to_the_store_with_one_warning(tmp_path, launcher):
     env = _env(tmp_path, OTEL_TRACES_EXPORTER="otlp", OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="grpc")
     if _grpc_installed():
         env["OTEL_TRACES_EXPORTER"] = "no_such_exporter"
-    proc = _run(tmp_path, env)
+    proc = _run(tmp_path, env, argv=_launcher(launcher))
     out = json.loads(proc.stdout)
     assert out["trace_id"] != "0" * 32
     [warning] = _instrumentors_warnings(proc.stderr)
