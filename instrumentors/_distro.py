@@ -295,7 +295,7 @@ def install_default_tracer_provider(store_path: Optional[str] = None, from_env: 
         return configure_from_env(store_path=store_path)
     provider = StoreTracerProvider(resource=Resource.create())
     exporter = default_span_exporter(store_path)
-    provider.store_path = exporter.path
+    provider.store_path = getattr(exporter, "path", None) or getattr(exporter, "url", None)
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider.add_span_processor(BatchSpanProcessor(exporter))

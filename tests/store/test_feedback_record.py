@@ -105,6 +105,7 @@ def test_unknown_root_makes_a_root_level_span_of_the_judged_trace(store_provider
         assert (node["name"], node["parent_span_id"]) == ("feedback", None)        # no made-up parent
 
 
+@pytest.mark.sqlite_only
 def test_root_level_feedback_joins_its_trace_when_the_spans_arrive_later(store_provider, store_path, tracer_provider,
                                                                          span_exporter):
     # the app's spans go elsewhere first (here: the in-memory provider, e.g. OTLP only)
