@@ -179,8 +179,12 @@ def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
         trace_id = request.path_params["trace_id"]
         from starlette.concurrency import run_in_threadpool
 
+        from .._feedback import FeedbackNotStored
+
         try:
             record = await run_in_threadpool(_record, ts, writable, trace_id, body)
+        except FeedbackNotStored as exc:  # the write failed (locked, unwritable): never "recorded"
+            return _error(503, str(exc))
         except TraceNotFound as exc:
             return _error(404, str(exc))
         except (ValueError, TypeError) as exc:

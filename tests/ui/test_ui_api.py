@@ -192,6 +192,26 @@ def test_feedback_that_cannot_be_recorded_writes_nothing(writable):
         assert store.count() == 57
 
 
+def test_feedback_into_a_locked_store_is_a_503_never_recorded(writable, monkeypatch):
+    import sqlite3
+
+    from instrumentors import _feedback
+
+    client, path = writable
+    trace_id = _seed_trace(client)
+    monkeypatch.setattr(_feedback, "DEFAULT_STORE_TIMEOUT_MS", 200)  # the lock wait, shortened for the test
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        response = client.post(f"/api/traces/{trace_id}/feedback", json={"score": 0})
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert response.status_code == 503 and "not stored" in response.json()["error"]
+    with TraceStore(path) as store:
+        assert len(store.feedback(trace_id)) == 1  # only the demo's own
+
+
 def test_only_local_host_names_are_answered(seed_store):
     with TestClient(create_app(seed_store), base_url="http://attacker.example") as c:
         assert c.get("/api/info").status_code == 400  # DNS rebinding gets nothing
