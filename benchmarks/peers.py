@@ -83,8 +83,13 @@ PEERS = {
         "groups": ("openai", "langchain", "llama_index"),
     },
 }
-INSTRUMENTATIONS = ("ours", *PEERS)
-LABELS = {"ours": "ours", "none": "uninstrumented", **{name: peer["label"] for name, peer in PEERS.items()}}
+# ours-causal-off (opt-in with --only): our instrumentation alone, without the causal
+# registry the peers do not have
+OURS = ("ours", "ours-causal-off", "ours-before")
+INSTRUMENTATIONS = (*OURS, *PEERS)
+DEFAULT = ("ours", "ours-before", *PEERS)
+LABELS = {"ours": "ours", "ours-causal-off": "ours, causal links off", "ours-before": "ours (--before tree)",
+          "none": "uninstrumented", **{name: peer["label"] for name, peer in PEERS.items()}}
 
 GROUPS = {
     "openai": ("chat", "chat async", "chat stream", "chat tools", "embeddings"),
@@ -174,7 +179,7 @@ SUITE_BUILDERS = {"openai": _openai_suites, "langchain": _langchain_suites, "lla
 
 def _instrumentor(name: str, group: str) -> Any:
     """The instrumentation's own instrumentor for ``group``, at its defaults."""
-    if name == "ours":
+    if name in OURS:
         from instrumentors.langchain import LangChainInstrumentor
         from instrumentors.llama_index import LlamaIndexInstrumentor
         from instrumentors.openai import OpenAIInstrumentor
@@ -291,6 +296,8 @@ def worker(args: argparse.Namespace) -> dict:
                 fn()
                 rec["leaked_after_uninstrument"] = len(exporter.get_finished_spans())
                 exporter.clear()
+                if rec["leaked_after_uninstrument"]:  # every instrument() from now on would stack
+                    return out
             rec["spans_per_call"] = len(spans)
             rec["span_names"] = [s.name for s in spans]
             if spans:
@@ -340,10 +347,18 @@ def worker(args: argparse.Namespace) -> dict:
 
 
 def _versions(instrumentation: str) -> dict:
-    from importlib import metadata
-
     names = list(SHARED) + ([p.split("==")[0] for p in PEERS[instrumentation]["packages"]]
                             if instrumentation in PEERS else ["instrumentors"])
+    if instrumentation == "ours-before":
+        import instrumentors
+
+        return {**_found(names), "instrumentors": f"tree at {Path(instrumentors.__file__).parent.parent}"}
+    return _found(names)
+
+
+def _found(names: list) -> dict:
+    from importlib import metadata
+
     found = {}
     for name in names:
         try:
@@ -398,7 +413,10 @@ def run_worker(python: Path, instrumentation: str, group: str, opts: argparse.Na
            "--floor-spans", str(opts.floor_spans), "--phase", phase, "--rss-calls", str(rss_calls)]
     if suites:
         cmd += ["--suites", ",".join(suites)]
-    env = dict(os.environ, PYTHONHASHSEED="0", INSTRUMENTORS_CAUSAL_LINKS="true",
+    env = dict(os.environ)
+    if instrumentation == "ours-before":  # another checkout's package shadows the installed one
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [opts.before, env.get("PYTHONPATH")]))
+    env.update(PYTHONHASHSEED="0", INSTRUMENTORS_CAUSAL_LINKS=str(instrumentation != "ours-causal-off").lower(),
                INSTRUMENTORS_CAPTURE_CONTENT="false", OTEL_SDK_DISABLED="false")
     with tempfile.TemporaryDirectory() as cwd:  # our digest key file and any peer droppings
         result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
@@ -518,7 +536,7 @@ def machine() -> str:
 
 def main(argv: list) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default=",".join(INSTRUMENTATIONS),
+    parser.add_argument("--only", default=",".join(DEFAULT),
                         help=f"comma-separated instrumentations ({', '.join(INSTRUMENTATIONS)})")
     parser.add_argument("--groups", default=",".join(GROUPS), help="comma-separated libraries")
     parser.add_argument("--rounds", type=int, default=9)
@@ -526,6 +544,10 @@ def main(argv: list) -> int:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--floor-spans", type=int, default=3000, help="floor spans per round")
     parser.add_argument("--rss-calls", type=int, default=100_000)
+    parser.add_argument("--before", help="a checkout (its root folder) of an earlier instrumentors: "
+                        "measured too, as 'ours-before', for before/after figures")
+    parser.add_argument("--save", help="a folder: each worker's result is saved there as JSON as it comes")
+    parser.add_argument("--tables-from", help="a folder of saved results: print their tables, measure nothing")
     parser.add_argument("--markdown", help="also write the tables to this file")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny rounds, ours plus peers already installed, no install, no RSS")
@@ -540,20 +562,37 @@ def main(argv: list) -> int:
         print(json.dumps(worker(opts)))
         return 0
     wanted = opts.only.split(",")
+    if "ours-before" in wanted and not opts.before:
+        wanted.remove("ours-before")
+    if opts.before and "ours-before" not in wanted:
+        wanted.insert(1, "ours-before")
     if opts.smoke:
         opts.rounds, opts.calls, opts.warmup, opts.floor_spans, opts.rss_calls = 2, 3, 2, 50, 0
-        wanted = [w for w in wanted if w == "ours" or _installed(w)]
+        wanted = [w for w in wanted if w in OURS or _installed(w)]
     print(f"machine: {machine()}", file=sys.stderr, flush=True)
+    if opts.tables_from:
+        saved = [json.loads(p.read_text()) for p in sorted(Path(opts.tables_from).glob("*.json"))]
+        order = {name: i for i, name in enumerate((*INSTRUMENTATIONS, "none"))}
+        groups = list(GROUPS)
+        saved.sort(key=lambda r: (groups.index(r["group"]), order[r["instrumentation"]]))
+        text = tables(saved, opts)
+        print(text)
+        if opts.markdown:
+            Path(opts.markdown).write_text(text)
+        return 0
     jobs = []
     for group in opts.groups.split(","):
         for inst in wanted:
-            if inst == "ours" or group in PEERS[inst]["groups"]:
+            if inst in OURS or group in PEERS[inst]["groups"]:
                 jobs.append((inst, group))
 
     def job(inst: str, group: str) -> dict:
-        python = Path(sys.executable) if inst == "ours" else ensure_venv(inst)
+        python = Path(sys.executable) if inst in OURS else ensure_venv(inst)
         started = time.perf_counter()
         result = measure_one(python, inst, group, opts)
+        if opts.save:
+            Path(opts.save).mkdir(parents=True, exist_ok=True)
+            (Path(opts.save) / f"{inst}-{group}.json").write_text(json.dumps(result))
         print(f"  {inst}/{group}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         return result
 
@@ -569,6 +608,8 @@ def main(argv: list) -> int:
             rss = run_worker(Path(sys.executable), "ours", group, opts, phase="baseline", rounds=0,
                              suites=[RSS_SUITE[group]], rss_calls=opts.rss_calls)["rss"]
             results.append({"instrumentation": "none", "group": group, "suites": {}, "versions": {}, "rss": rss})
+            if opts.save:
+                (Path(opts.save) / f"none-{group}.json").write_text(json.dumps(results[-1]))
     text = tables(results, opts)
     print(text)
     if opts.markdown:
