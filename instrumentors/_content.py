@@ -17,6 +17,14 @@ from . import _config, _digest_key, _readers
 _TRUNCATION_MARK = "…[truncated]"
 
 
+# content hashes of recently seen texts: system prompts and templates repeat on every
+# call, and a keyed hash costs several microseconds. Bounded by count and text length;
+# process memory only; tied to the key it was computed with.
+HASH_CACHE_TEXTS = 256
+HASH_CACHE_MAX_CHARS = 4096
+_hash_cache: tuple = (None, {})
+
+
 def content_hash(value: str) -> str:
     """16 hex digits identifying a text (a prompt template, a system prompt) without
     revealing it: written whether or not content capture is on, so versions of a prompt
@@ -26,11 +34,28 @@ def content_hash(value: str) -> str:
     that a short system prompt cannot be recovered by hashing candidates; plain
     ``sha256[:16]`` only with ``digest_key="off"``. Equal texts hash equally in every
     process that shares the key."""
-    data = value.encode("utf-8", "replace")
+    global _hash_cache
     secret = _digest_key.content_key()
+    owner, cache = _hash_cache
+    if owner is not secret:
+        cache = {}
+        _hash_cache = (secret, cache)
+    hit = cache.get(value)
+    if hit is not None:
+        return hit
+    data = value.encode("utf-8", "replace")
     if secret is None:
-        return hashlib.sha256(data).hexdigest()[:16]
-    return hmac.digest(secret, data, "sha256").hex()[:16]
+        digest = hashlib.sha256(data).hexdigest()[:16]
+    else:
+        digest = hmac.digest(secret, data, "sha256").hex()[:16]
+    if len(value) <= HASH_CACHE_MAX_CHARS:
+        if len(cache) >= HASH_CACHE_TEXTS:
+            try:  # the oldest entry (dicts keep insertion order)
+                del cache[next(iter(cache))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread got there first
+                pass
+        cache[value] = digest
+    return digest
 
 
 def capture_enabled() -> bool:

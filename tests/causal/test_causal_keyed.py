@@ -155,6 +155,22 @@ def test_content_hash_is_keyed(set_config):
     assert _content.content_hash(text) == hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def test_content_hash_cache_is_bounded_keyed_and_returns_what_the_hmac_gives(set_config):
+    def uncached(text: str) -> str:
+        return hmac.new(_digest_key.content_key(), text.encode(), "sha256").hexdigest()[:16]
+
+    texts = [f"system prompt number {i}" for i in range(_content.HASH_CACHE_TEXTS + 50)]
+    for text in texts + texts[:10]:
+        assert _content.content_hash(text) == uncached(text)
+    assert len(_content._hash_cache[1]) <= _content.HASH_CACHE_TEXTS
+    long_text = "x" * (_content.HASH_CACHE_MAX_CHARS + 1)
+    assert _content.content_hash(long_text) == uncached(long_text)
+    assert long_text not in _content._hash_cache[1]           # long texts are not kept
+    before = _content.content_hash(texts[-1])
+    set_config(digest_key="a different secret")                # a new key: nothing cached is reused
+    assert _content.content_hash(texts[-1]) == uncached(texts[-1]) != before
+
+
 def _links_for(tracer) -> list:
     with tracer.start_as_current_span("request"):
         retrieval = tracer.start_span("retrieve")
