@@ -167,21 +167,27 @@ def _merge(span: Span, name: str, header: str, entries: List[str], limit: int, a
     span.set_attribute(name, (header, *entries[:limit]))
 
 
-def produce(span: Span, outputs: Sequence[Produced]) -> None:
+def produce(span: Span, outputs: Sequence[Produced], *, linkable: bool = True) -> None:
     """Register fingerprints of a step's outputs together with ``span``'s context.
 
     Call it before ending the span. Also writes the span's ``produced`` digests.
+
+    ``linkable=False``: no span can join ``span``'s trace any more (the root span of a
+    client call that has returned: its context was never current outside the call).
+    With trace-scoped matching no consumer can then ever find these outputs, so only
+    the digests are written (for ``rebuild_links`` across processes) and the registry
+    is spared entries that could only crowd out others.
     """
     cfg = _config.get_config()
     if not cfg.causal_links or not outputs:
         return
     try:
-        _produce(span, outputs, cfg)
+        _produce(span, outputs, cfg, linkable or cfg.causal_scope != "trace")
     except Exception as exc:  # noqa: BLE001 - never break the host app
         report_internal_error("causal.produce", exc)
 
 
-def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> None:
+def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config, register: bool = True) -> None:
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return
@@ -215,20 +221,21 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config) -> No
             else:
                 own = (own - input_keys) or own
         keys, threshold = fingerprint.sample(own)
-        source = Source(ctx, parent_span_id, kind, document_id, rank, score, keys, threshold,
-                        fp.words, fp.short, group, whole_only)
-        group.sources.append(source)
+        if register:
+            group.sources.append(Source(ctx, parent_span_id, kind, document_id, rank, score, keys, threshold,
+                                        fp.words, fp.short, group, whole_only))
         # the sample holds the smallest keys in ascending order: the digest's sketch
         entries.append(digests.produced_entry(kind, rank, score, fp.words, keys, document_id))
-    if not group.sources:
+    if not entries:
         return
-    sources = group.sources
-    for source in sources:
-        source.seq = REGISTRY.next_seq()
-    group.seal(linking.source_label)  # complete before any consumer can see the sources
-    scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE
-    REGISTRY.register(scope, sources, max_entries=cfg.causal_max_entries,
-                      max_age=cfg.causal_max_age_seconds)
+    if register:
+        sources = group.sources
+        for source in sources:
+            source.seq = REGISTRY.next_seq()
+        group.seal(linking.source_label)  # complete before any consumer can see the sources
+        scope = ctx.trace_id if cfg.causal_scope == "trace" else PROCESS_SCOPE
+        REGISTRY.register(scope, sources, max_entries=cfg.causal_max_entries,
+                          max_age=cfg.causal_max_age_seconds)
     if span.is_recording():
         _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k, kid=_digest_key.key_id()), entries,
                cfg.max_documents, attributes)

@@ -132,7 +132,7 @@ class _Call:
     """The state of one traced request, from span start to span end."""
 
     __slots__ = ("tel", "op", "span", "ctx", "attrs", "frame", "keep_text", "capture", "causal",
-                 "stream", "start_ns", "t0")
+                 "linkable", "stream", "start_ns", "t0")
 
     def apply(self, result: Result, exc: Optional[BaseException] = None) -> None:
         """Write a Result on the span (not ending it): attributes, output content,
@@ -160,7 +160,8 @@ class _Call:
             produced = result.produced()
             if produced:
                 try:
-                    causal.produce(span, [causal.Produced(text, kind) for text, kind in produced])
+                    causal.produce(span, [causal.Produced(text, kind) for text, kind in produced],
+                                   linkable=self.linkable)
                 except Exception as inner:  # noqa: BLE001
                     report_internal_error("openai.causal.produce", inner)
         metrics = self.tel.metrics
@@ -443,7 +444,11 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
 
     use_causal = frame is None and cfg.causal_links
     links = None
+    # a root span: its context is current only inside the SDK call, so no later span can
+    # join its trace and consume its outputs there (see causal.produce)
+    linkable = True
     if use_causal:
+        linkable = trace.get_current_span(parent).get_span_context().is_valid
         try:
             consumption = causal.consume(op.input_texts(body), parent)
         except Exception as exc:  # noqa: BLE001
@@ -463,6 +468,7 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
     call.frame = frame
     call.capture = capture
     call.causal = use_causal
+    call.linkable = linkable
     call.keep_text = capture or use_causal
     call.stream = stream
     call.t0 = time.perf_counter()

@@ -340,7 +340,7 @@ def causal_calls(monkeypatch):
         calls.append(("consume", list(inputs), trace.get_current_span(parent)))
         return causal.Consumption(attributes={sc.CAUSAL_SOURCE_COUNT: 0})
 
-    def produce(span, outputs):
+    def produce(span, outputs, linkable=True):
         calls.append(("produce", [(o.text, o.kind) for o in outputs], span.is_recording()))
 
     monkeypatch.setattr(causal, "consume", consume)
@@ -489,3 +489,26 @@ async def test_nested_stream_reports_usage_to_the_frame_when_it_ends(instrument,
     client_span, outer = span_exporter.get_finished_spans()
     assert client_span.parent.span_id == outer.context.span_id
     assert client_span.attributes[sc.GEN_AI_USAGE_OUTPUT_TOKENS] == 6
+
+
+async def test_a_root_call_writes_its_digests_but_registers_nothing_no_span_could_consume(
+        instrument, tracer_provider, span_exporter, is_async, set_config):
+    from instrumentors.causal.registry import REGISTRY
+
+    REGISTRY.clear()
+    await _chat(S.mock_client(S.reply("chat_basic"), is_async))  # no current span: a root
+    (root,) = span_exporter.get_finished_spans()
+    assert root.parent is None
+    assert root.attributes[sc.CAUSAL_PRODUCED_DIGESTS][0].startswith("fp1 k=5")  # digests still written
+    assert REGISTRY.stats()["sources"] == 0  # its trace can gain no consumer: nothing kept for one
+    with tracer_provider.get_tracer("app").start_as_current_span("app"):
+        await _chat(S.mock_client(S.reply("chat_basic"), is_async))
+        assert REGISTRY.stats()["sources"] == 1  # inside a trace: a later call there can link to it
+        await _chat(S.mock_client(S.reply("chat_basic"), is_async), messages=[
+            {"role": "user", "content": f"Rephrase: {S.ANSWER}"}])
+    second = span_exporter.get_finished_spans()[2]
+    assert second.attributes[sc.CAUSAL_SOURCE_COUNT] == 1 and len(second.links) == 1
+    REGISTRY.clear()
+    set_config(causal_scope="process")  # any later trace may consume: registered as before
+    await _chat(S.mock_client(S.reply("chat_basic"), is_async))
+    assert REGISTRY.stats()["sources"] == 1
