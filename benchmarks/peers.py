@@ -435,9 +435,10 @@ def measure_one(python: Path, instrumentation: str, group: str, opts: argparse.N
         # whole library is re-measured, baseline and instrumented in alternating processes
         print(f"  {instrumentation}/{group}: {leaky} still traced after uninstrument(): re-measured in "
               "separate processes", file=sys.stderr, flush=True)
-        suites = list(result["suites"])
+        # the in-process run stopped at the first leak: every pipeline of the library
+        suites = opts.suites.split(",") if getattr(opts, "suites", None) else list(GROUPS[group])
         for name in suites:
-            rec = result["suites"][name]
+            rec = result["suites"].setdefault(name, {"leaked_after_uninstrument": 0, "span_names": []})
             rec["baseline"], rec["instrumented"], rec["floor"], rec["spans_per_round"] = [], [], [], []
             rec["separate_processes"] = True
         for r in range(opts.rounds):
