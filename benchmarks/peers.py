@@ -428,6 +428,11 @@ def run_worker(python: Path, instrumentation: str, group: str, opts: argparse.Na
 def measure_one(python: Path, instrumentation: str, group: str, opts: argparse.Namespace) -> dict:
     """In-process alternation; pipelines that leak spans after uninstrument() are
     re-measured in alternating separate processes."""
+    if opts.rss_only:
+        result = {"instrumentation": instrumentation, "group": group, "suites": {}, "versions": {}}
+        result["rss"] = run_worker(python, instrumentation, group, opts, phase="instrumented", rounds=0,
+                                   suites=[RSS_SUITE[group]], rss_calls=opts.rss_calls)["rss"]
+        return result
     result = run_worker(python, instrumentation, group, opts)
     leaky = [name for name, rec in result["suites"].items() if rec["leaked_after_uninstrument"]]
     if leaky:
@@ -547,6 +552,8 @@ def main(argv: list) -> int:
     parser.add_argument("--rss-calls", type=int, default=100_000)
     parser.add_argument("--before", help="a checkout (its root folder) of an earlier instrumentors: "
                         "measured too, as 'ours-before', for before/after figures")
+    parser.add_argument("--rss-only", action="store_true",
+                        help="only the RSS growth (workers run side by side: memory does not mind)")
     parser.add_argument("--save", help="a folder: each worker's result is saved there as JSON as it comes")
     parser.add_argument("--tables-from", help="a folder of saved results: print their tables, measure nothing")
     parser.add_argument("--markdown", help="also write the tables to this file")
@@ -597,7 +604,7 @@ def main(argv: list) -> int:
         print(f"  {inst}/{group}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
         return result
 
-    if opts.smoke:  # nothing is measured: start the workers side by side
+    if opts.smoke or opts.rss_only:  # no timing: start the workers side by side
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(len(jobs)) as pool:
