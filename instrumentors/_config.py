@@ -28,6 +28,9 @@ _ENTRY_POINT_NAMES = {
 }
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
+
+#: attribute conventions spans can be written in (INSTRUMENTORS_SEMCONV); see _render.py
+SEMCONVS = ("gen_ai", "openinference", "both")
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 # Values the OpenTelemetry GenAI utilities accept for
@@ -77,6 +80,8 @@ class Config:
     #: secret keying the causal fingerprints and content hashes on spans (see _digest_key):
     #: None = a per-installation key file next to the store; "off" = unkeyed (guessable).
     digest_key: Optional[str] = field(default=None, repr=False)  # a secret: never in a repr
+    #: attribute convention of our spans: "gen_ai" (OTel GenAI), "openinference" (Phoenix), "both".
+    semconv: str = "gen_ai"
 
     def library_enabled(self, name: str) -> bool:
         return name in self.enabled_libraries
@@ -177,6 +182,16 @@ def _load_callable(name: str, raw: Optional[str]) -> Optional[Callable[[str], st
     return obj
 
 
+def _parse_semconv(raw: Optional[str]) -> str:
+    if raw is None or not raw.strip():
+        return "gen_ai"
+    value = raw.strip().lower().replace("-", "_")
+    if value not in SEMCONVS:
+        _warn("INSTRUMENTORS_SEMCONV", raw, "gen_ai", "expected gen_ai, openinference or both")
+        return "gen_ai"
+    return value
+
+
 def from_env(env: Optional[dict] = None) -> Config:
     """Read every setting from the environment (``os.environ`` by default)."""
     env = dict(os.environ if env is None else env)
@@ -213,6 +228,7 @@ def from_env(env: Optional[dict] = None) -> Config:
         store_path=(env.get("INSTRUMENTORS_STORE_PATH") or "").strip() or default.store_path,
         store_url=(env.get("INSTRUMENTORS_STORE_URL") or "").strip() or None,
         digest_key=(env.get("INSTRUMENTORS_DIGEST_KEY") or "").strip() or None,
+        semconv=_parse_semconv(env.get("INSTRUMENTORS_SEMCONV")),
     )
 
 
@@ -236,6 +252,12 @@ def _validated_override(current: Config, key: str, value: Any) -> Any:
     if key == "causal_scope":
         if value not in ("trace", "process"):
             _warn(key, value, default, "expected 'trace' or 'process'")
+            return default
+        return value
+    if key == "semconv":
+        value = str(value).strip().lower().replace("-", "_")
+        if value not in SEMCONVS:
+            _warn(key, value, default, "expected 'gen_ai', 'openinference' or 'both'")
             return default
         return value
     if key == "store_path":

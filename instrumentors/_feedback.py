@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 
-from . import _config
+from . import _config, _render
 from . import _semconv as sc
 from ._spans import report_internal_error
 from ._version import __version__
@@ -484,8 +484,8 @@ def record_feedback(
     if parent is None:
         root_level = _root_level_tracer(tracer, trace_int)
         if root_level is not None:
-            span = root_level.start_span("feedback", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs,
-                                         start_time=now)
+            span = _render.instrumented_tracer(root_level).start_span(
+                "feedback", context=Context(), kind=SpanKind.INTERNAL, attributes=attrs, start_time=now)
             if span.get_span_context().trace_id != trace_int:  # pragma: no cover - a tracer of another shape
                 span = None
     if span is None:
@@ -493,8 +493,9 @@ def record_feedback(
         # (its span id names no stored span, and target_span_id stays unset).
         ctx_parent = parent if parent is not None else (random.getrandbits(64) or 1)
         parent_ctx = SpanContext(trace_int, ctx_parent, is_remote=True, trace_flags=TraceFlags(TraceFlags.SAMPLED))
-        span = tracer.start_span("feedback", context=trace.set_span_in_context(NonRecordingSpan(parent_ctx)),
-                                 kind=SpanKind.INTERNAL, attributes=attrs, start_time=now)
+        span = _render.instrumented_tracer(tracer).start_span(
+            "feedback", context=trace.set_span_in_context(NonRecordingSpan(parent_ctx)),
+            kind=SpanKind.INTERNAL, attributes=attrs, start_time=now)
     span.end(end_time=now)
     ctx = span.get_span_context()
     record = FeedbackRecord(

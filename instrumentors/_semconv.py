@@ -173,6 +173,10 @@ CAUSAL_SOURCE_IDS = "instrumentors.causal.source_ids"
 CAUSAL_UNUSED_IDS = "instrumentors.causal.unused_document_ids"  # retrieved by a linked retrieval, absent here
 CAUSAL_PRODUCED_DIGESTS = "instrumentors.causal.produced"  # compact fingerprint digests (no text)
 CAUSAL_CONSUMED_DIGESTS = "instrumentors.causal.consumed"
+# The span's links listed as attributes, for backends that drop OTLP span links (Phoenix):
+# written only with INSTRUMENTORS_SEMCONV=openinference|both, parallel arrays in link order.
+CAUSAL_LINKED_SPAN_IDS = "instrumentors.causal.linked_span_ids"  # 16 hex digits each
+CAUSAL_LINK_TYPES = "instrumentors.causal.link_types"  # gen_ai.attribution.link_type of each
 # on each link
 LINK_DOCUMENT_ID = "instrumentors.link.document_id"
 LINK_RANK = "instrumentors.link.rank"

@@ -43,7 +43,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
-from .. import _content
+from .. import _content, _render
 from .. import _semconv as sc
 from .._spans import end_span, record_error, report_internal_error, set_attributes, start_span
 from .._version import __version__
@@ -143,7 +143,7 @@ class StepRun:
             parent = otel_context.get_current()
             consumption = _api.consume(texts, parent)
             self.consumption = consumption
-            tracer = trace.get_tracer("instrumentors.steps", __version__, tracer_provider=self._provider)
+            tracer = _render.get_tracer("instrumentors.steps", __version__, self._provider)
             attributes = {
                 sc.SPAN_KIND: sc.KIND_STEP,
                 sc.STEP_NAME: self.name,

@@ -22,6 +22,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import _config
 from .._metrics import GenAIMetrics
+from .._render import instrumented_tracer
 from .._version import __version__
 from .package import _instruments
 
@@ -44,7 +45,8 @@ class LangChainInstrumentor(BaseInstrumentor):
             return
         from . import _patches  # imports langchain_core: only when instrumenting
 
-        tracer = trace.get_tracer(__name__, __version__, tracer_provider=kwargs.get("tracer_provider"))
+        tracer = instrumented_tracer(
+            trace.get_tracer(__name__, __version__, tracer_provider=kwargs.get("tracer_provider")))
         _patches.instrument(tracer, GenAIMetrics(kwargs.get("meter_provider")))
 
     def _uninstrument(self, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from opentelemetry import trace
 
 from .. import _semconv as sc
 from .._metrics import GenAIMetrics
+from .._render import instrumented_tracer
 from .._version import __version__
 from ._prompts import PromptTemplates
 from ._streams import PendingChats
@@ -111,7 +112,8 @@ class Telemetry:
     """Tracer, metrics and the span-id tree of one instrumentation session."""
 
     def __init__(self, tracer_provider: Optional[trace.TracerProvider], meter_provider: Any) -> None:
-        self.tracer = trace.get_tracer("instrumentors.llama_index", __version__, tracer_provider=tracer_provider)
+        self.tracer = instrumented_tracer(
+            trace.get_tracer("instrumentors.llama_index", __version__, tracer_provider=tracer_provider))
         self.metrics = GenAIMetrics(meter_provider)
         self.tree = SpanTree()
         self.pending_chats = PendingChats()

@@ -20,6 +20,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor
 
 from .. import _config
 from .._metrics import GenAIMetrics
+from .._render import instrumented_tracer
 from .._version import __version__
 from .package import _instruments
 
@@ -43,9 +44,9 @@ class OpenAIInstrumentor(BaseInstrumentor):
             return
         from . import patch  # imports openai lazily: this module imports without it
 
-        tracer = trace.get_tracer(
+        tracer = instrumented_tracer(trace.get_tracer(
             "instrumentors.openai", __version__, tracer_provider=kwargs.get("tracer_provider")
-        )
+        ))
         patch.install(patch.Telemetry(tracer, GenAIMetrics(kwargs.get("meter_provider"))))
 
     def _uninstrument(self, **kwargs: Any) -> None:
