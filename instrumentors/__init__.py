@@ -20,7 +20,9 @@ from typing import Any, Optional
 from opentelemetry import trace
 
 from . import _config
+from ._export import otlp_span_processor
 from ._feedback import FeedbackNotStored, record_feedback
+from ._phoenix import send_feedback_to_phoenix
 from ._version import __version__
 from .causal.steps import step
 
@@ -107,7 +109,9 @@ __all__ = [
     "current_span_id",
     "current_trace_id",
     "instrument_all",
+    "otlp_span_processor",
     "record_feedback",
+    "send_feedback_to_phoenix",
     "step",
     "uninstrument_all",
 ]

@@ -57,7 +57,12 @@ class InstrumentorsDistro(BaseDistro):
     """Sets our defaults; never overrides a value the user set."""
 
     def _configure(self, **kwargs: Any) -> None:
-        os.environ.setdefault("OTEL_TRACES_EXPORTER", DEFAULT_TRACES_EXPORTER)
+        from ._export import otlp_endpoint, otlp_protocol
+
+        exporters = DEFAULT_TRACES_EXPORTER
+        if otlp_endpoint():  # the user pointed us at a backend: the store and that backend
+            exporters += ",otlp_proto_grpc" if otlp_protocol() == "grpc" else ",otlp_proto_http"
+        os.environ.setdefault("OTEL_TRACES_EXPORTER", exporters)
         os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
         os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
 
@@ -299,5 +304,33 @@ def install_default_tracer_provider(store_path: Optional[str] = None, from_env: 
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     provider.add_span_processor(BatchSpanProcessor(exporter))
+    _add_otlp_if_asked(provider)
+    _warn_if_store_loses_names()
     _install_provisionally(provider)
     return _trace_api.get_tracer_provider()
+
+
+def _add_otlp_if_asked(provider: Any) -> None:
+    """``OTEL_EXPORTER_OTLP_ENDPOINT`` set (and no ``OTEL_TRACES_EXPORTER``): spans also go
+    there, through the processor that never blocks the app and reports what it dropped."""
+    from ._export import ReportingSpanProcessor, otlp_endpoint, otlp_exporter
+
+    endpoint = otlp_endpoint()
+    if not endpoint:
+        return
+    try:
+        provider.add_span_processor(ReportingSpanProcessor(otlp_exporter()))
+    except Exception as exc:  # noqa: BLE001 - e.g. the exporter package is not installed
+        _log.warning("instrumentors: spans cannot be sent to %s (%s); pip install 'instrumentors[phoenix]' "
+                     "(or [otlp]). They go to the embedded store only.", endpoint, exc)
+
+
+def _warn_if_store_loses_names() -> None:
+    """The embedded store gets these spans: with INSTRUMENTORS_SEMCONV=openinference they
+    carry no gen_ai.* names, which explain/blame/prompts read. Say so once, never silently."""
+    from . import _config
+
+    if _config.get_config().semconv == "openinference":
+        _log.warning("instrumentors: INSTRUMENTORS_SEMCONV=openinference removes the gen_ai.* names that the "
+                     "embedded store's explain, blame and prompts read; spans also go to the store here, so use "
+                     "INSTRUMENTORS_SEMCONV=both to keep both conventions")
