@@ -297,6 +297,8 @@ def install_default_tracer_provider(store_path: Optional[str] = None, from_env: 
         # and logs stay off unless the user asked for them too).
         os.environ.setdefault("OTEL_METRICS_EXPORTER", "none")
         os.environ.setdefault("OTEL_LOGS_EXPORTER", "none")
+        if DEFAULT_TRACES_EXPORTER in _names("OTEL_TRACES_EXPORTER"):
+            _warn_if_store_loses_names()
         return configure_from_env(store_path=store_path)
     provider = StoreTracerProvider(resource=Resource.create())
     exporter = default_span_exporter(store_path)

@@ -67,6 +67,7 @@ if _Span is not None:
     TOOL_NAME, TOOL_DESCRIPTION, TOOL_ID = _Span.TOOL_NAME, _Span.TOOL_DESCRIPTION, _Span.TOOL_ID
     TOOL_JSON_SCHEMA = _Tool.TOOL_JSON_SCHEMA
     AGENT_NAME = _Span.AGENT_NAME
+    GRAPH_NODE_ID, GRAPH_NODE_NAME = _Span.GRAPH_NODE_ID, _Span.GRAPH_NODE_NAME
     SESSION_ID, USER_ID = _Span.SESSION_ID, _Span.USER_ID
     MESSAGE_ROLE, MESSAGE_CONTENT = _Msg.MESSAGE_ROLE, _Msg.MESSAGE_CONTENT
     MESSAGE_TOOL_CALLS, MESSAGE_TOOL_CALL_ID = _Msg.MESSAGE_TOOL_CALLS, _Msg.MESSAGE_TOOL_CALL_ID
@@ -89,7 +90,8 @@ if _Span is not None:
         sc.KIND_PROMPT: _Kind.CHAIN.value,  # a template fill is a step of the chain in Phoenix's tree
         sc.KIND_PARSER: _Kind.CHAIN.value,
         sc.KIND_STEP: _Kind.CHAIN.value,
-        sc.KIND_FEEDBACK: _Kind.EVALUATOR.value,  # a judgment of the trace (see docs/phoenix.md)
+        sc.KIND_FEEDBACK: _Kind.EVALUATOR.value,  # a judgment of the trace (see _phoenix.py)
+        sc.KIND_NODE: _Kind.CHAIN.value,  # one LangGraph node execution
     }
 else:  # pragma: no cover
     KINDS = {}
@@ -343,7 +345,13 @@ def _tool(attrs: Mapping[str, Any], out: Rendered) -> None:
 
 
 def _agent(attrs: Mapping[str, Any], out: Rendered) -> None:
-    out.put(AGENT_NAME, attrs.get(sc.GEN_AI_AGENT_NAME))
+    out.put(AGENT_NAME, attrs.get(sc.GEN_AI_AGENT_NAME) or attrs.get(sc.GRAPH_NAME))
+
+
+def _node(attrs: Mapping[str, Any], out: Rendered) -> None:
+    node = attrs.get(sc.GRAPH_NODE)
+    out.put(GRAPH_NODE_ID, node)
+    out.put(GRAPH_NODE_NAME, node)
 
 
 Renderer = Callable[[Mapping[str, Any], Rendered], None]
@@ -355,6 +363,7 @@ _RENDERERS: Dict[str, Renderer] = {
     sc.KIND_RERANKER: _reranker,
     sc.KIND_TOOL: _tool,
     sc.KIND_AGENT: _agent,
+    sc.KIND_NODE: _node,
 }
 
 

@@ -128,7 +128,7 @@ def test_new_kind_plugs_in():
 @pytest.mark.parametrize("kind, expected", [
     (sc.KIND_TOOL, "TOOL"), (sc.KIND_AGENT, "AGENT"), (sc.KIND_RERANKER, "RERANKER"),
     (sc.KIND_EMBEDDING, "EMBEDDING"), (sc.KIND_GUARDRAIL, "GUARDRAIL"), (sc.KIND_STEP, "CHAIN"),
-    (sc.KIND_FEEDBACK, "EVALUATOR"), (sc.KIND_PROMPT, "CHAIN"), (None, "CHAIN")])
+    (sc.KIND_FEEDBACK, "EVALUATOR"), (sc.KIND_PROMPT, "CHAIN"), (sc.KIND_NODE, "CHAIN"), (None, "CHAIN")])
 def test_every_kind_has_an_openinference_kind(kind, expected):
     attrs = {} if kind is None else {sc.SPAN_KIND: kind}
     assert _openinference.render(attrs)["openinference.span.kind"] == expected
@@ -143,6 +143,8 @@ def test_tool_and_agent_attributes():
     assert (tool["output.value"], tool["output.mime_type"]) == ("42", "text/plain")
     agent = _openinference.render({sc.SPAN_KIND: sc.KIND_AGENT, sc.GEN_AI_AGENT_NAME: "planner"})
     assert agent["agent.name"] == "planner"
+    node = _openinference.render({sc.SPAN_KIND: sc.KIND_NODE, sc.GRAPH_NODE: "tools", sc.GRAPH_STEP: 2})
+    assert node == {"openinference.span.kind": "CHAIN", "graph.node.id": "tools", "graph.node.name": "tools"}
 
 
 def test_render_failure_still_ends_the_span(monkeypatch, caplog):
@@ -159,3 +161,22 @@ def test_render_failure_still_ends_the_span(monkeypatch, caplog):
     # nothing lost: the canonical names stay when the rendering failed
     assert exporter.get_finished_spans()[0].attributes[sc.GEN_AI_REQUEST_MODEL] == "m"
     assert "semconv.render" in caplog.text
+
+
+def test_openinference_with_the_embedded_store_warns_once(tmp_path):
+    """instrument_all() with no provider sends spans to the store, whose analyses read
+    gen_ai.*: openinference mode says so (both keeps everything)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "INSTRUMENTORS_"))}
+    env.update(PYTHONPATH=str(root), INSTRUMENTORS_STORE_PATH=str(tmp_path / "s.db"))
+    code = "import instrumentors; instrumentors.instrument_all(enabled_libraries=set())"
+    for semconv, warned in (("openinference", True), ("both", False)):
+        proc = subprocess.run([sys.executable, "-c", code], env={**env, "INSTRUMENTORS_SEMCONV": semconv},
+                              capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr.count("INSTRUMENTORS_SEMCONV=both to keep both") == (1 if warned else 0), proc.stderr
