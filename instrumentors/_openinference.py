@@ -127,7 +127,7 @@ _PARAMETERS = (
     (sc.GEN_AI_REQUEST_PRESENCE_PENALTY, "presence_penalty"),
     (sc.GEN_AI_REQUEST_CHOICE_COUNT, "n"),
     (sc.GEN_AI_REQUEST_STREAM, "stream"),
-    (sc.GEN_AI_OPENAI_REQUEST_SERVICE_TIER, "service_tier"),
+    (sc.OPENAI_REQUEST_SERVICE_TIER, "service_tier"),
     (sc.GEN_AI_OUTPUT_TYPE, "response_format"),
 )
 

@@ -51,8 +51,11 @@ def mode() -> str:
     ``openinference-semantic-conventions`` package is missing: one warning says so)."""
     wanted = _config.get_config().semconv
     if wanted != "gen_ai":
-        from . import _openinference
-
+        try:
+            from . import _openinference
+        except Exception as exc:  # noqa: BLE001 - never take instrument() down: keep the canonical names
+            report_internal_error("semconv.import", exc)
+            return "gen_ai"
         if not _openinference.available():
             _warn_once("missing", "instrumentors: INSTRUMENTORS_SEMCONV=%s needs the "
                        "openinference-semantic-conventions package (pip install 'instrumentors[phoenix]'); "

@@ -50,7 +50,7 @@ async def test_openinference_chat_capture_off(instrument_in, span_exporter, is_a
     assert attrs["llm.token_count.prompt_details.cache_read"] == 16
     assert json.loads(attrs["llm.invocation_parameters"]) == {
         "temperature": 0.2, "top_p": 0.9, "max_tokens": 50, "seed": 42, "stop": ["\n\n"],
-        "frequency_penalty": 0.1, "presence_penalty": 0.2, "stream": False}
+        "frequency_penalty": 0.1, "presence_penalty": 0.2}
     # openinference only: no gen_ai.* names; ours and the general OTel ones stay
     assert not [k for k in attrs if k.startswith("gen_ai.")]
     assert attrs[sc.SPAN_KIND] == "llm" and attrs[sc.SERVER_ADDRESS] == "api.openai.com"
@@ -108,6 +108,7 @@ async def test_stream_rendered_at_end(instrument_in, span_exporter, is_async):
     assert attrs["openinference.span.kind"] == "LLM"
     assert isinstance(attrs["llm.token_count.total"], int) and attrs["llm.token_count.total"] > 0
     assert attrs[sc.STREAM_ENDED_BY] == "exhausted"
+    assert json.loads(attrs["llm.invocation_parameters"])["stream"] is True
 
 
 async def test_embeddings_span(instrument_in, span_exporter, is_async):
