@@ -27,7 +27,8 @@ import logging
 from contextlib import contextmanager
 from typing import Any, Iterator, Optional
 
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.trace import Span as _SDKSpan
 
 from . import _config
@@ -139,6 +140,21 @@ def _rendering_class(cls: type, drop_gen_ai: bool) -> Optional[type]:
     return sub
 
 
+_SESSION_KEYS = (sc.SESSION_ID, sc.USER_ID)
+
+
+def _session_and_user(span: Any, ctx: Any) -> None:
+    """``session.id`` / ``user.id`` the app set for the request: OpenTelemetry baggage, or the
+    context values OpenInference's ``using_session`` / ``using_user`` set (same names)."""
+    ctx = ctx if ctx is not None else otel_context.get_current()
+    for key in _SESSION_KEYS:
+        value = baggage.get_baggage(key, ctx)
+        if value is None:
+            value = otel_context.get_value(key, ctx)
+        if isinstance(value, str) and value:
+            span.set_attribute(key, value)
+
+
 class RenderingTracer(trace.Tracer):
     """A tracer whose SDK spans render the OpenInference convention as they end."""
 
@@ -154,6 +170,7 @@ class RenderingTracer(trace.Tracer):
                 sub = _rendering_class(cls, self._drop)
                 if sub is not None:
                     span.__class__ = sub
+                    _session_and_user(span, args[0] if args else kwargs.get("context"))
                 elif getattr(cls, "_instrumentors_base", None) is None:
                     _warn_once(("foreign", cls), "instrumentors: spans of %s are not OpenTelemetry SDK spans; "
                                "they keep the gen_ai attribute names (INSTRUMENTORS_SEMCONV needs the SDK)",

@@ -74,6 +74,8 @@ GEN_AI_RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"  # JSON list: id, scor
 GEN_AI_ATTRIBUTION_LINK_TYPE = "gen_ai.attribution.link_type"
 
 # --- general OTel ---------------------------------------------------------------------
+SESSION_ID = "session.id"  # the app's session (OTel baggage or OpenInference's using_session)
+USER_ID = "user.id"
 SERVER_ADDRESS = "server.address"
 SERVER_PORT = "server.port"
 ERROR_TYPE = "error.type"

@@ -180,3 +180,23 @@ def test_openinference_with_the_embedded_store_warns_once(tmp_path):
                               capture_output=True, text=True, timeout=120, cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr.count("INSTRUMENTORS_SEMCONV=both to keep both") == (1 if warned else 0), proc.stderr
+
+
+def test_session_and_user_from_baggage_or_openinference_context():
+    from opentelemetry import baggage
+    from opentelemetry import context as otel_context
+
+    provider, exporter = _provider()
+    tracer = _render.instrumented_tracer(provider.get_tracer("t"), "openinference")
+    ctx = baggage.set_baggage("session.id", "sess-1", baggage.set_baggage("user.id", "u-9"))
+    tracer.start_span("a", context=ctx).end()
+    token = otel_context.attach(otel_context.set_value("session.id", "sess-2"))  # using_session(...)
+    try:
+        tracer.start_span("b").end()
+    finally:
+        otel_context.detach(token)
+    tracer.start_span("c").end()
+    spans = {s.name: dict(s.attributes) for s in exporter.get_finished_spans()}
+    assert (spans["a"]["session.id"], spans["a"]["user.id"]) == ("sess-1", "u-9")
+    assert spans["b"]["session.id"] == "sess-2" and "user.id" not in spans["b"]
+    assert "session.id" not in spans["c"]
