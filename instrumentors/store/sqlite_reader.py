@@ -260,16 +260,23 @@ class SQLiteReader(TraceReader):
 
     # -- filtering ------------------------------------------------------------------------
 
-    def count(self, conditions: Sequence[Condition], level: str, since_ns: Optional[int] = None,
-              until_ns: Optional[int] = None) -> int:
+    def _where(self, conditions: Sequence[Condition], level: str, since_ns: Optional[int],
+               until_ns: Optional[int], alias: str = "") -> tuple:
+        """(SQL conditions, their parameters) selecting the matching rows of ``traces``
+        (level trace) or ``spans`` (``alias``: the table's alias in the query)."""
         sql, params = self._compiled(conditions, level)
-        table = "traces" if level == "trace" else "spans"
         where = []
         all_params: list = []
         if sql is not None:
-            where.append(f"id IN ({sql})")
+            where.append(f"{alias}id IN ({sql})")
             all_params.extend(params)
-        where += self._time_where(since_ns, until_ns, "start_ns", all_params)
+        where += self._time_where(since_ns, until_ns, f"{alias}start_ns", all_params)
+        return where, all_params
+
+    def count(self, conditions: Sequence[Condition], level: str, since_ns: Optional[int] = None,
+              until_ns: Optional[int] = None) -> int:
+        table = "traces" if level == "trace" else "spans"
+        where, all_params = self._where(conditions, level, since_ns, until_ns)
         if level == "trace" and (since_ns is not None or until_ns is not None):
             where.append(f"start_ns < {schema.NO_START}")  # as find_traces: feedback-only traces have no time
         clause = (" WHERE " + " AND ".join(where)) if where else ""
@@ -277,13 +284,7 @@ class SQLiteReader(TraceReader):
 
     def find_traces(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
                     until_ns: Optional[int], offset: int = 0) -> list:
-        sql, params = self._compiled(conditions, "trace")
-        where = []
-        where_params: list = []
-        if sql is not None:
-            where.append(f"id IN ({sql})")
-            where_params.extend(params)
-        where += self._time_where(since_ns, until_ns, "start_ns", where_params)
+        where, where_params = self._where(conditions, "trace", since_ns, until_ns)
         lim = -1 if limit is None else limit
         base = " AND ".join(where)
         first = f"SELECT id FROM traces WHERE start_ns < {schema.NO_START}" + (f" AND {base}" if base else "")
@@ -302,13 +303,7 @@ class SQLiteReader(TraceReader):
 
     def find_spans(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
                    until_ns: Optional[int], offset: int = 0) -> list:
-        sql, params = self._compiled(conditions, "span")
-        where = []
-        all_params: list = []
-        if sql is not None:
-            where.append(f"s.id IN ({sql})")
-            all_params.extend(params)
-        where += self._time_where(since_ns, until_ns, "s.start_ns", all_params)
+        where, all_params = self._where(conditions, "span", since_ns, until_ns, alias="s.")
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         cols = ", ".join("s." + c.strip() for c in _SPAN_COLS.split(","))
         rows = self._rows(
