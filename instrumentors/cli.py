@@ -303,7 +303,7 @@ def _cmd_ui(args: argparse.Namespace) -> int:
         raise _UsageError(f"--port must be between 0 and 65535, not {args.port}")
 
     def ready(url: str) -> None:
-        _print(f"instrumentors UI for {_store_path(args)} on {url} (read-only; Ctrl+C stops it)")
+        _print(f"instrumentors UI for {_masked(_store_path(args))} on {url} (read-only; Ctrl+C stops it)")
         if args.open:
             import webbrowser
 

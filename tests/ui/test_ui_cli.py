@@ -28,3 +28,19 @@ def test_an_occupied_port_is_reported(seed_store, capsys):
         port = busy.getsockname()[1]
         assert main(["ui", "--store", seed_store, "--port", str(port)]) == 1
     assert f"127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_the_banner_never_prints_a_store_password(monkeypatch, capsys):
+    from instrumentors import ui
+
+    seen = {}
+
+    def fake_serve(store, *, port, timeout, ready):
+        seen["store"] = store
+        ready("http://127.0.0.1:1234/")
+
+    monkeypatch.setattr(ui, "serve", fake_serve)
+    assert main(["ui", "--store", "clickhouse://reader:s3cret@db.internal:8123/otel", "--port", "0"]) == 0
+    out = capsys.readouterr().out
+    assert seen["store"] == "clickhouse://reader:s3cret@db.internal:8123/otel"  # the server gets the real URL
+    assert "s3cret" not in out and "on http://127.0.0.1:1234/" in out
