@@ -168,3 +168,27 @@ def test_blame_and_prompts_pages_draw_their_bars_and_plots(server, page):
     expect(page.locator("#error")).to_contain_text("missing value")
     page.errors = [e for e in page.errors if "400" not in e]  # the refused filter's response, reported by the browser
     assert page.errors == []
+
+
+def test_a_slow_answer_for_a_page_left_behind_never_draws_over_the_new_one(server, page):
+    """The first list's answer held back 1.5 s while the user clicks the seed filter: the
+    filtered list stays (it once got replaced by the late unfiltered one)."""
+    base, _ = server
+    expect = playwright_api.expect
+    page.add_init_script("""
+        const realFetch = window.fetch; let held = false;
+        window.fetch = (url, options) => {
+          const answer = realFetch(url, options);
+          if (!held && String(url).startsWith("/api/traces?") && !String(url).includes("q=")) {
+            held = true;
+            return answer.then((r) => new Promise((resolve) => setTimeout(() => resolve(r), 1500)));
+          }
+          return answer;
+        };""")
+    page.goto(base)
+    page.click("#seed-filter")
+    expect(page.locator("#summary")).to_contain_text("of 20 traces matching")
+    page.wait_for_timeout(2500)  # the held answer has arrived by now
+    expect(page.locator("#summary")).to_contain_text("of 20 traces matching")
+    assert page.locator("#traces .trace-row").count() == 20
+    assert page.errors == []

@@ -44,6 +44,21 @@ async function api(path, options) {
   return body;
 }
 
+// A page's data, unless the user has moved on meanwhile: the answer of a page left
+// behind (a slow first list, then a click on a filter) must not draw over the new one.
+let navigation = 0;
+async function load(path) {
+  const mine = navigation;
+  const never = new Promise(() => {});
+  try {
+    const body = await api(path);
+    return mine === navigation ? body : never;
+  } catch (err) {
+    if (mine !== navigation) return never;
+    throw err;
+  }
+}
+
 function num(v, digits = 2) {
   if (v === null || v === undefined) return "–";
   if (typeof v !== "number") return String(v);
@@ -121,7 +136,7 @@ async function tracesPage(q) {
   main.replaceChildren(controls, h("section", {}, h("p", { class: "muted" }, "Loading…")));
   let data;
   try {
-    data = await api("/api/traces?" + params({ q: filter, limit, offset, since, until }));
+    data = await load("/api/traces?" + params({ q: filter, limit, offset, since, until }));
   } catch (err) { main.replaceChildren(controls, errorBox(err)); return; }
   const keys = Object.keys(data.filters).filter((k) => !["retrieval.top_score", "feedback.score"].includes(k));
   const header = h("tr", {}, h("th", {}, "Started (UTC)"), h("th", {}, "Trace"), h("th", {}, "Question"),
@@ -347,7 +362,7 @@ function feedbackList(items) {
 async function tracePage(id) {
   main.replaceChildren(h("p", { class: "muted" }, "Loading trace…"));
   let data;
-  try { data = await api("/api/traces/" + encodeURIComponent(id)); } catch (err) { main.replaceChildren(errorBox(err)); return; }
+  try { data = await load("/api/traces/" + encodeURIComponent(id)); } catch (err) { main.replaceChildren(errorBox(err)); return; }
   const tr = data.trace, ex = data.explain;
   const spans = spanIndex(tr);
   const flagged = {};
@@ -379,7 +394,7 @@ async function tracePage(id) {
   const stepNames = data.waterfall.filter((r) => r.depth > 0 && r.role !== "feedback").map((r) => r.name);
   const form = feedbackForm(tr, [...new Set(stepNames)], data.feedback_enabled, (body) => {
     fbList.replaceWith(feedbackList(body.feedback));
-    setTimeout(() => tracePage(id), 600);
+    setTimeout(() => { const r = route(); if (r.page === "trace" && r.id === id) render(); }, 600);
   });
   const head = h("section", { class: "trace-head" },
     h("div", { class: "row" }, h("div", { class: "grow" },
@@ -422,7 +437,7 @@ async function blamePage(q) {
     h("div", { class: "muted" }, "What separates negatively judged traces from the others: each finding's share of negative vs positive traces, with a Fisher test adjusted for the number of candidates."));
   main.replaceChildren(controls, h("p", { class: "muted" }, "Ranking…"));
   let report;
-  try { report = await api("/api/blame?" + params({ q: filter, threshold })); } catch (err) { main.replaceChildren(controls, errorBox(err)); return; }
+  try { report = await load("/api/blame?" + params({ q: filter, threshold })); } catch (err) { main.replaceChildren(controls, errorBox(err)); return; }
   const rows = report.findings.map((f, i) => h("tr", { class: "finding" },
     h("td", { class: "num" }, i + 1), h("td", {}, f.description, (f.same_traces_as || []).length ? h("div", { class: "muted" }, "= " + f.same_traces_as.join("; ")) : null),
     h("td", {}, f.step || "–"),
@@ -475,7 +490,7 @@ async function promptsPage(q) {
   const threshold = q.get("threshold") || "0.5", filter = q.get("q") || "";
   main.replaceChildren(h("p", { class: "muted" }, "Comparing prompt versions…"));
   let data;
-  try { data = await api("/api/prompts?" + params({ q: filter, threshold })); } catch (err) { main.replaceChildren(errorBox(err)); return; }
+  try { data = await load("/api/prompts?" + params({ q: filter, threshold })); } catch (err) { main.replaceChildren(errorBox(err)); return; }
   const bySteps = {};
   for (const r of data.rows) (bySteps[r.step] = bySteps[r.step] || []).push(r);
   const sections = Object.entries(bySteps).map(([step, rows]) => h("section", { class: "prompt-step" },
@@ -497,6 +512,7 @@ async function promptsPage(q) {
 // -- router ---------------------------------------------------------------------------
 
 async function render() {
+  navigation += 1;
   const r = route();
   document.querySelectorAll("header nav a").forEach((a) => a.classList.toggle("active",
     a.dataset.route === r.page || (r.page === "trace" && a.dataset.route === "traces")));
