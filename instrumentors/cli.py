@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from typing import Any, Optional, Sequence
 
+from ._version import __version__
 from .store import render
 from .store.query import WHERE_HELP, FilterError, filters_from_where
 from .store.schema import StoreError
 
 EXIT_OK, EXIT_STORE, EXIT_USAGE = 0, 1, 2
+_TRACE_HELP = "trace id: 32 hex digits, or a unique prefix of 4 or more"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +44,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+def _seconds(text: str) -> float:
+    """``--timeout``: a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, not {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, not {text!r}")
+    return value
+
+
+def _number(text: str) -> float:
+    """A finite number (thresholds, scores, days): nan/inf would silently match nothing or everything."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
 def _common(parser: argparse.ArgumentParser, top: bool) -> None:
     default = None if top else argparse.SUPPRESS
     parser.add_argument("--store", metavar="URL", default=default,
@@ -49,7 +74,7 @@ def _common(parser: argparse.ArgumentParser, top: bool) -> None:
                              " .instrumentors/traces.db)")
     parser.add_argument("--json", action="store_true", default=False if top else argparse.SUPPRESS,
                         help="print JSON instead of text")
-    parser.add_argument("--timeout", type=float, metavar="SECONDS", default=5.0 if top else argparse.SUPPRESS,
+    parser.add_argument("--timeout", type=_seconds, metavar="SECONDS", default=5.0 if top else argparse.SUPPRESS,
                         help="wait this long for a locked store (default 5)")
 
 
@@ -57,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="instrumentors", description="Query the instrumentors trace store.",
                      epilog="Filters (--where): " + WHERE_HELP)
     _common(parser, top=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}",
+                        help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def where(p: argparse.ArgumentParser) -> None:
@@ -67,51 +94,56 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=helptext, aliases=["ls"] if name == "list" else [])
         _common(p, top=False)
         where(p)
-        p.add_argument("--limit", "-n", type=int, default=20 if name == "list" else 50)
+        p.add_argument("--limit", "-n", type=int, default=20 if name == "list" else 50, metavar="N",
+                       help=f"show at most N results (default {20 if name == 'list' else 50})")
         p.add_argument("--span-level", action="store_true",
                        help="all filters on the same span; list spans instead of traces")
 
     p = sub.add_parser("show", help="one trace as a tree, with causal links")
     _common(p, top=False)
-    p.add_argument("trace_id", metavar="TRACE")
+    p.add_argument("trace_id", metavar="TRACE", help=_TRACE_HELP)
 
     p = sub.add_parser("explain", help="walk back from the final output and flag anomalies")
     _common(p, top=False)
-    p.add_argument("trace_id", metavar="TRACE")
-    p.add_argument("--low-score", type=float, default=0.6, help="retrieval scores below this are flagged (0.6)")
-    p.add_argument("--feedback-threshold", type=float, default=0.5, help="feedback below this is negative (0.5)")
-    p.add_argument("--stale-days", type=float, default=180.0,
+    p.add_argument("trace_id", metavar="TRACE", help=_TRACE_HELP)
+    p.add_argument("--low-score", type=_number, default=0.6, help="retrieval scores below this are flagged (0.6)")
+    p.add_argument("--feedback-threshold", type=_number, default=0.5, help="feedback below this is negative (0.5)")
+    p.add_argument("--stale-days", type=_number, default=180.0,
                    help="documents older than this many days are stale (180; 0 = off)")
 
     p = sub.add_parser("blame", help="rank what separates negatively judged traces from the rest")
     _common(p, top=False)
     where(p)
-    p.add_argument("--threshold", type=float, default=0.5, help="feedback below this is negative (0.5)")
+    p.add_argument("--threshold", type=_number, default=0.5, help="feedback below this is negative (0.5)")
     p.add_argument("--key", help="only feedback with this key (e.g. user)")
-    p.add_argument("--top", type=int, default=10)
-    p.add_argument("--max-traces", type=int, default=5000)
-    p.add_argument("--min-support", type=int, default=3)
-    p.add_argument("--stale-days", type=float, default=180.0)
+    p.add_argument("--top", type=int, default=10, metavar="N", help="show the N strongest causes (10)")
+    p.add_argument("--max-traces", type=int, default=5000, metavar="N",
+                   help="look at the N newest judged traces at most (5000)")
+    p.add_argument("--min-support", type=int, default=3, metavar="N",
+                   help="ignore causes seen in fewer than N negative traces (3)")
+    p.add_argument("--stale-days", type=_number, default=180.0,
+                   help="documents older than this many days are stale (180; 0 = off)")
 
     p = sub.add_parser("prompts", help="compare feedback per prompt template / system prompt version")
     _common(p, top=False)
     where(p)
-    p.add_argument("--threshold", type=float, default=0.5)
-    p.add_argument("--key", help="only feedback with this key")
-    p.add_argument("--max-traces", type=int, default=5000)
+    p.add_argument("--threshold", type=_number, default=0.5, help="feedback below this is negative (0.5)")
+    p.add_argument("--key", help="only feedback with this key (e.g. user)")
+    p.add_argument("--max-traces", type=int, default=5000, metavar="N",
+                   help="look at the N newest judged traces at most (5000)")
 
     p = sub.add_parser("feedback", help="record feedback for a trace (writes to the store)")
     _common(p, top=False)
-    p.add_argument("trace_id", metavar="TRACE")
-    p.add_argument("--score", type=float, required=True)
-    p.add_argument("--reason")
+    p.add_argument("trace_id", metavar="TRACE", help=_TRACE_HELP)
+    p.add_argument("--score", type=_number, required=True, help="the judgement, e.g. 0 (bad) to 1 (good)")
+    p.add_argument("--reason", help="why, in the user's words (stored as feedback.reason)")
     p.add_argument("--step", dest="step_blamed", help="the step the user blames, e.g. retrieval")
-    p.add_argument("--key", default="user")
-    p.add_argument("--span-id", help="judge this span instead of the root")
+    p.add_argument("--key", default="user", help="who or what judged: user, eval, ... (default user)")
+    p.add_argument("--span-id", help="judge this span (16 hex digits) instead of the root")
 
     p = sub.add_parser("graph", help="export one trace's causal graph as self-contained HTML or SVG")
     _common(p, top=False)
-    p.add_argument("trace_id", metavar="TRACE")
+    p.add_argument("trace_id", metavar="TRACE", help=_TRACE_HELP)
     p.add_argument("--format", "-f", choices=("html", "svg"), help="default: from the output name, else html")
     p.add_argument("--output", "-o", help="file to write ('-' = stdout; default TRACE.html)")
 

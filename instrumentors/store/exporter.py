@@ -215,7 +215,7 @@ class SQLiteSpanExporter(SpanExporter):
             self._shutdown = True
             if self._conn is not None and self._pid == os.getpid():
                 try:
-                    self._conn.close()
+                    schema.close_writer(self._conn)
                 except Exception as exc:  # noqa: BLE001
                     report_internal_error("store shutdown", exc)
             self._conn = None

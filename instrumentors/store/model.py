@@ -67,7 +67,7 @@ def normalize_trace_id(value: Any) -> str:
     if text.startswith("0x"):
         text = text[2:]
     if not (4 <= len(text) <= 32) or any(c not in "0123456789abcdef" for c in text):
-        raise ValueError(f"not a trace id: {value!r} (expected up to 32 hex digits)")
+        raise ValueError(f"not a trace id: {value!r} (expected 32 hex digits, or a unique prefix of 4 or more)")
     return text
 
 

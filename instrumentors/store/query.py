@@ -163,11 +163,11 @@ def parse_scalar(text: str) -> Any:
         if re.fullmatch(r"[+-]?\d+", text):
             return int(text)
         number = float(text)
-        if math.isfinite(number):
-            return number
     except ValueError:
-        pass
-    return text
+        return text
+    if not math.isfinite(number):  # nan, inf, 1e999999: the API refuses them too
+        raise FilterError(f"{text!r} is not a finite number (quote it to compare it as a string)")
+    return number
 
 
 def parse_where(expression: str) -> tuple:
@@ -194,7 +194,10 @@ def parse_where(expression: str) -> tuple:
         word = match.group("word").lower()
         raw = match.group("wvalue")
         if word == "contains":
-            return key, "contains", str(parse_scalar(raw))
+            text = raw.strip()
+            if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
+                text = text[1:-1]
+            return key, "contains", text
         values = [parse_scalar(part) for part in raw.split(",") if part.strip()]
         if not values:
             raise FilterError(f"filter {expression!r}: 'in' needs values, e.g. 'KEY in a,b'")

@@ -226,6 +226,26 @@ def connect_writer(path: str, busy_timeout_ms: int = 30_000) -> sqlite3.Connecti
         raise
 
 
+def close_writer(conn: sqlite3.Connection) -> None:
+    """Close a writer, leaving the file at rest in rollback-journal mode when it was the
+    last connection.
+
+    Why: a ``mode=ro`` reader of a WAL-mode file that has no ``-wal``/``-shm`` beside it
+    must create both and, being read-only, cannot remove them, so ``instrumentors list``
+    on a store at rest would leave two files behind. A rollback-mode file is read with a
+    shared lock and nothing else. Leaving WAL needs an exclusive lock: while another
+    writer or reader is connected the switch fails at once (busy timeout 0) and the file
+    stays in WAL for them; the next writer switches back to WAL when it connects.
+    """
+    try:
+        conn.execute("PRAGMA busy_timeout=0")
+        conn.execute("PRAGMA journal_mode=DELETE")
+    except sqlite3.Error:
+        pass  # someone else is connected: they keep the WAL, and the last one out switches
+    finally:
+        conn.close()
+
+
 def connect_reader(path: Optional[str] = None, busy_timeout_ms: int = 5_000) -> sqlite3.Connection:
     """Open an existing store read-only (``mode=ro``): reads never change the file.
 
