@@ -144,15 +144,48 @@ def _parse_content(env: dict) -> bool:
     return _parse_bool("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", otel, False)
 
 
+_VALID_LIBRARIES = ", ".join(LIBRARIES) + " (or all)"
+_library_warnings: set = set()  # (source, value) already warned about: import and instrument_all() both parse
+
+
+def _library_names(source: str, raw: Any, fallback: str) -> Optional[set]:
+    """The libraries a comma list (or iterable) names; None for ``all``, or when it names
+    none: then one warning names the valid values and what is done instead (``fallback``),
+    so a typo such as ``opnai`` is never silent. Entry-point names and ``llama-index`` /
+    ``llamaindex`` are accepted."""
+    parts = raw.split(",") if isinstance(raw, str) else [str(v) for v in raw]
+    wanted, unknown = set(), []
+    for part in parts:
+        name = part.strip().lower()
+        if name == "all":
+            return None
+        if not name:
+            continue
+        lib = next((lib for lib, aliases in _ENTRY_POINT_NAMES.items()
+                    if name in aliases or name.replace("-", "_") == lib or name == lib.replace("_", "")), None)
+        if lib is None:
+            unknown.append(part.strip())
+        else:
+            wanted.add(lib)
+    if unknown or not wanted:
+        key = (source, raw if isinstance(raw, str) else tuple(parts))
+        if key not in _library_warnings:
+            if len(_library_warnings) < 64:
+                _library_warnings.add(key)
+            what = (", ".join(map(repr, unknown)) + (" is not a library" if len(unknown) == 1 else " are not libraries")
+                    if unknown else "names no library")
+            outcome = f"instrumenting {', '.join(sorted(wanted))} only" if wanted else fallback
+            _log.warning("instrumentors: %s=%r: %s; valid values: %s; %s", source, raw, what, _VALID_LIBRARIES,
+                         outcome)
+    return wanted or None
+
+
 def _parse_libraries(env: dict) -> frozenset:
     enabled = set(LIBRARIES)
     raw = env.get("INSTRUMENTORS_ENABLED")
-    if raw is not None and raw.strip() and raw.strip().lower() != "all":
-        wanted = {part.strip().lower().replace("-", "_") for part in raw.split(",") if part.strip()}
-        unknown = wanted - set(LIBRARIES)
-        if unknown:
-            _warn("INSTRUMENTORS_ENABLED", raw, "all", f"unknown libraries {sorted(unknown)}")
-        enabled = wanted & set(LIBRARIES) or set(LIBRARIES)
+    if raw is not None and raw.strip():
+        enabled = _library_names("INSTRUMENTORS_ENABLED", raw, "instrumenting all of them (as if unset)") \
+            or set(LIBRARIES)
     disabled: set = set()
     for var in ("INSTRUMENTORS_DISABLED", "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"):
         for part in (env.get(var) or "").split(","):
@@ -239,10 +272,15 @@ def _validated_override(current: Config, key: str, value: Any) -> Any:
     """Check one ``instrument_all`` keyword; a bad value warns and keeps the current one."""
     default = getattr(current, key)
     if key == "enabled_libraries":
-        libs = {str(v).lower().replace("-", "_") for v in value}
-        if not libs <= set(LIBRARIES):
-            _warn(key, value, default, f"unknown libraries {sorted(libs - set(LIBRARIES))}")
+        if value is None:
+            return frozenset(LIBRARIES)
+        if not isinstance(value, str) and not hasattr(value, "__iter__"):
+            _warn(key, value, default, f"expected a list of library names: {_VALID_LIBRARIES}")
             return default
+        values = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+        libs = _library_names(key, value, f"keeping {sorted(default)}")
+        if libs is None:
+            return frozenset(LIBRARIES) if any(v.strip().lower() == "all" for v in values) else default
         return frozenset(libs)
     if key == "redact":
         if value is not None and not callable(value):

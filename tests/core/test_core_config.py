@@ -98,3 +98,46 @@ def test_bad_arguments_warn_and_keep_env_value(caplog):
             assert name in text
     finally:
         _config.configure()
+
+
+@pytest.mark.parametrize("raw, expected, named", [
+    ("opnai", {"openai", "langchain", "llama_index"}, "'opnai' is not a library"),
+    ("openai,langchian", {"openai"}, "'langchian' is not a library"),
+    (" , ", {"openai", "langchain", "llama_index"}, "names no library"),
+])
+def test_enabled_typo_warns_once_naming_the_valid_values(raw, expected, named, caplog):
+    """A typo in INSTRUMENTORS_ENABLED is never silent: one warning names the bad value,
+    the valid ones and what is instrumented instead (the documented default for a value
+    naming nothing valid: all; the valid names otherwise)."""
+    _config._library_warnings.clear()
+    with caplog.at_level(logging.WARNING, logger="instrumentors"):
+        cfg = _config.from_env({"INSTRUMENTORS_ENABLED": raw})
+        _config.from_env({"INSTRUMENTORS_ENABLED": raw})  # instrument_all() parses again: no second warning
+    assert cfg.enabled_libraries == frozenset(expected)
+    [record] = [r for r in caplog.records if "INSTRUMENTORS_ENABLED" in r.getMessage()]
+    message = record.getMessage()
+    assert named in message and "valid values: openai, langchain, llama_index (or all)" in message
+    assert ("instrumenting openai only" if expected == {"openai"} else "instrumenting all of them") in message
+
+
+def test_enabled_accepts_aliases_and_keyword_strings(caplog):
+    _config._library_warnings.clear()
+    with caplog.at_level(logging.WARNING, logger="instrumentors"):
+        assert _config.from_env({"INSTRUMENTORS_ENABLED": "OpenAI, llama-index"}).enabled_libraries == frozenset(
+            {"openai", "llama_index"})
+        assert _config.from_env({"INSTRUMENTORS_ENABLED": "llamaindex,instrumentors_langchain"}).enabled_libraries \
+            == frozenset({"llama_index", "langchain"})
+        try:
+            # a plain string is a comma list, not a set of characters
+            assert _config.configure(enabled_libraries="openai").enabled_libraries == frozenset({"openai"})
+            assert _config.configure(enabled_libraries=["all"]).enabled_libraries == frozenset(_config.LIBRARIES)
+        finally:
+            _config.configure()
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="instrumentors"):
+        try:
+            cfg = _config.configure(enabled_libraries=["opnai"])
+        finally:
+            _config.configure()
+    assert cfg.enabled_libraries == frozenset(_config.LIBRARIES)  # the environment's (unset: all), said so
+    assert "'opnai' is not a library" in caplog.text and "valid values" in caplog.text
