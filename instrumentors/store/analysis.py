@@ -246,14 +246,43 @@ def fmt_num(value: Optional[float]) -> str:
 
 def input_query(spans: Sequence[dict], root_span_id: Optional[str] = None) -> Optional[str]:
     """The user's question when it was captured: the root's ``input.query`` or input
-    value, else any span's ``input.query``, else the first retrieval query text."""
+    value, else any span's ``input.query``, else what the *first* step of the pipeline
+    was asked: the earliest retrieval query or LLM user message.
+
+    Why the earliest: the seed's pipeline rewrites the question before it searches, so
+    the retrieval query is the rewriter's output, not the user's words; the rewriter's
+    own prompt (earlier) holds them."""
     root = next((s for s in spans if s["span_id"] == root_span_id), None)
     candidates = []
     if root is not None:
         candidates += [root["attributes"].get("input.query"), root["attributes"].get(sc.INPUT_VALUE)]
     candidates += [s["attributes"].get("input.query") for s in spans]
-    candidates += [s["attributes"].get(sc.GEN_AI_RETRIEVAL_QUERY_TEXT) for s in spans]
     for value in candidates:
         if isinstance(value, str) and value:
             return value
+    for span in sorted(spans, key=lambda s: s.get("start_ns") or 0):
+        attrs = span["attributes"]
+        value = attrs.get(sc.GEN_AI_RETRIEVAL_QUERY_TEXT)
+        if isinstance(value, str) and value:
+            return value
+        value = _last_user_text(attrs.get(sc.GEN_AI_INPUT_MESSAGES))
+        if value:
+            return value
+    return None
+
+
+def _last_user_text(messages: Any) -> Optional[str]:
+    """The text of the last user message in a ``gen_ai.input.messages`` JSON value."""
+    if not isinstance(messages, str) or not messages.startswith("["):
+        return None
+    try:
+        parsed = json.loads(messages)
+    except ValueError:  # cut by the length limit: not JSON any more
+        return None
+    for message in reversed(parsed if isinstance(parsed, list) else ()):
+        if isinstance(message, dict) and message.get("role") == "user":
+            texts = [p.get("content") for p in message.get("parts") or () if isinstance(p, dict)
+                     and p.get("type") == "text" and isinstance(p.get("content"), str)]
+            if texts:
+                return "\n".join(texts)
     return None

@@ -149,3 +149,54 @@ def test_links_are_rebuilt_from_digests_when_a_trace_has_none(store_provider, st
         ("doc-a", 0, 0.41, "retrieval", True)]
     assert gen["reached_via"] == "child" and result["steps"][2]["name"] == "retrieval"
     assert result["steps"][2]["reached_via"] == "link"
+
+
+def test_question_is_the_users_not_the_rewritten_retriever_query(store_path, set_config):
+    """Capture on, the seed's pipeline on the real instrumentors (raw OpenAI query
+    rewriter -> LangChain retriever) under a root span that carries no input: explain's
+    "Question:" and the query summary's input.query are the user's question, not the
+    rewritten query the retriever was given."""
+    import sys
+    from pathlib import Path
+
+    pytest = __import__("pytest")
+    pytest.importorskip("openai")
+    pytest.importorskip("langchain_core")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from instrumentors.langchain import LangChainInstrumentor
+    from instrumentors.openai import OpenAIInstrumentor
+    from instrumentors.store import render
+    from instrumentors.store.exporter import SQLiteSpanExporter
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "causal"))
+    try:
+        from test_causal_cross_library import QUESTION, REWRITTEN, langchain_retriever, openai_client
+    finally:
+        sys.path.pop(0)
+    set_config(capture_content=True, causal_links=True)
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(store_path)))
+    active = [OpenAIInstrumentor(), LangChainInstrumentor()]
+    for instrumentor in active:
+        instrumentor.instrument(tracer_provider=provider)
+    try:
+        client, _ = openai_client(REWRITTEN)
+        with provider.get_tracer("app").start_as_current_span("handle request") as root:
+            rewritten = client.chat.completions.create(model="gpt-4o-mini", messages=[
+                {"role": "system", "content": "Rewrite the question as a search query."},
+                {"role": "user", "content": QUESTION}]).choices[0].message.content
+            langchain_retriever().invoke(rewritten)
+        trace_id = format(root.get_span_context().trace_id, "032x")
+    finally:
+        for instrumentor in reversed(active):
+            instrumentor.uninstrument()
+        provider.shutdown()
+    with TraceStore(store_path) as store:
+        result = store.explain(trace_id)
+        [summary] = store.query()
+    assert result["input"] == QUESTION
+    assert summary["input.query"] == QUESTION
+    assert f"Question: {QUESTION}" in render.explain_text(result)
+    assert REWRITTEN not in render.explain_text(result).split("Walking back")[0]
