@@ -112,6 +112,7 @@ def trace_meta(trace_id: str, start_ns: Optional[int], end_ns: Optional[int], sp
         "root_name": root_name,
         "root_span_id": root_span_id,
         "start_ns": start_ns if has_spans else None,
+        "end_ns": end_ns if has_spans else None,
         "start_time": iso_time(start_ns) if has_spans else None,
         "duration_ms": round((end_ns - start_ns) / 1e6, 3) if has_spans else None,
         "span_count": span_count,

@@ -251,21 +251,54 @@ class TraceStore:
 
     def to_dataframe(self, filters: Optional[Mapping[str, Any]] = None, limit: Optional[int] = None, *,
                      level: str = "trace"):
-        """The query result as a pandas DataFrame (pandas is optional: imported here)."""
+        """The query result as a pandas DataFrame (pandas is optional: imported here).
+
+        Typed as Phoenix's span dataframe is, so it can be filtered and plotted without
+        conversions: indexed by ``trace_id`` (``level="trace"``) or ``span_id``
+        (``level="span"``, with ``trace_id`` as a column); ``start_time``/``end_time``
+        are ``datetime64[ns, UTC]``; integer columns (token counts, span counts,
+        integer attributes) are nullable ``Int64``, booleans ``boolean``, other numbers
+        ``float64``; array attributes stay lists. Span-level attributes are flattened
+        into one column per key.
+        """
         try:
             import pandas as pd
         except ImportError as exc:
             raise ImportError("to_dataframe() needs pandas: pip install pandas") from exc
         rows = self.query(filters, limit, level=level)
-        if level == "span":
-            flat = []
-            for row in rows:
-                item = {k: v for k, v in row.items() if k not in ("attributes", "links", "events")}
+        flat = []
+        for row in rows:
+            item = {k: v for k, v in row.items() if k not in ("attributes", "links", "events", "_rowid")}
+            if level == "span":
                 for key, value in row["attributes"].items():
-                    item[key] = list(value) if isinstance(value, (list, tuple)) else value
-                flat.append(item)
-            rows = flat
-        return pd.DataFrame(rows)
+                    item.setdefault(key, list(value) if isinstance(value, (list, tuple)) else value)
+            item["start_time"], item["end_time"] = item.get("start_ns"), item.get("end_ns")
+            flat.append(item)
+        index = "span_id" if level == "span" else "trace_id"
+        names: dict = {}  # every key, in first-seen order
+        for item in flat:
+            names.update(dict.fromkeys(item))
+        if not names:
+            names = dict.fromkeys(["trace_id", "span_id", "parent_span_id", "name", "kind", "start_time", "end_time",
+                                   "duration_ms", "status"] if level == "span" else [
+                "trace_id", "root_name", "start_time", "end_time", "duration_ms", "span_count", "error_count"])
+        frame = pd.DataFrame({name: _typed_column(pd, name, [item.get(name) for item in flat]) for name in names})
+        return frame.set_index(index)
+
+
+def _typed_column(pd: Any, name: str, values: list) -> Any:
+    """One dataframe column typed by the values it holds (see ``to_dataframe``): typed
+    before pandas sees it, since a missing value would otherwise turn ints into floats."""
+    if name in ("start_time", "end_time"):
+        return pd.to_datetime(pd.array(values, dtype="Int64"), unit="ns", utc=True)
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="boolean")
+    if present and all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="Int64")
+    if present and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return pd.array([float("nan") if v is None else float(v) for v in values], dtype="float64")
+    return pd.array(values, dtype=object)
 
 
 __all__ = ["TraceStore", "TraceNotFound", "FilterError", "StoreError", "normalize_trace_id", "iso_time",

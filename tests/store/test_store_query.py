@@ -253,6 +253,36 @@ def test_dataframe_export(dataset, store_path):
         assert sorted(spans["retrieval.top_score"]) == [0.41, 0.6]
 
 
+def test_dataframe_dtypes_are_phoenix_like(dataset, store_path, store_provider):
+    """Times are datetimes (not ISO strings), integers nullable Int64 (not floats),
+    booleans boolean, ids the index: what Phoenix's span dataframe gives."""
+    pd = pytest.importorskip("pandas")
+    tracer = store_provider.get_tracer("q")
+    tracer.start_span("tokens", start_time=1_700_000_050_000_000_000,
+                      attributes={"gen_ai.usage.input_tokens": 7}).end(end_time=1_700_000_050_000_123_456)
+    with TraceStore(store_path) as store:
+        traces = store.to_dataframe()
+        spans = store.to_dataframe(level="span", limit=None)
+        empty = store.to_dataframe({"name": "no such span"}, level="span")
+    assert traces.index.name == "trace_id" and set(traces.index) >= set(dataset.values())
+    assert str(traces["start_time"].dtype) == str(traces["end_time"].dtype) == "datetime64[ns, UTC]"
+    assert traces.loc[dataset["A"], "start_time"] == pd.Timestamp(1_700_000_000_000_000_000, unit="ns", tz="UTC")
+    assert traces.loc[dataset["A"], "end_time"] - traces.loc[dataset["A"], "start_time"] == pd.Timedelta(seconds=1)
+    assert str(traces["span_count"].dtype) == str(traces["error_count"].dtype) == "Int64"
+    assert str(traces["error"].dtype) == "boolean"
+    assert traces["retrieval.top_score"].dtype == "float64"
+    assert spans.index.name == "span_id" and spans.index.is_unique and "trace_id" in spans.columns
+    assert str(spans["start_time"].dtype) == "datetime64[ns, UTC]"
+    tokens = spans[spans["name"] == "tokens"].iloc[0]
+    assert tokens["end_time"] - tokens["start_time"] == pd.Timedelta(nanoseconds=123_456)
+    assert str(spans["gen_ai.usage.input_tokens"].dtype) == "Int64"  # 7, not 7.0; missing -> <NA>
+    assert spans["gen_ai.usage.input_tokens"].isna().sum() == len(spans) - 1
+    assert str(spans["flag"].dtype) == "boolean"
+    assert spans["retrieval.top_score"].dtype == "float64"
+    assert [v for v in spans["tags"] if isinstance(v, list)] == [["x", "y"]]
+    assert empty.empty and empty.index.name == "span_id" and "start_time" in empty.columns
+
+
 def test_time_window(dataset, store_path):
     t0 = 1_700_000_000  # the dataset's first trace starts here (epoch seconds); one every 10 s
     with TraceStore(store_path) as store:
