@@ -278,6 +278,8 @@ def _validated_override(current: Config, key: str, value: Any) -> Any:
             _warn(key, value, default, f"expected a list of library names: {_VALID_LIBRARIES}")
             return default
         values = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+        if not any(v.strip() for v in values):
+            return frozenset()  # enabled_libraries=[]: instrument nothing, as asked
         libs = _library_names(key, value, f"keeping {sorted(default)}")
         if libs is None:
             return frozenset(LIBRARIES) if any(v.strip().lower() == "all" for v in values) else default
