@@ -15,6 +15,8 @@ instead. With ``OPENAI_API_KEY`` set, the chat calls go to the OpenAI API
 
 Spans go where ``instrumentors.instrument_all()`` sends them (the embedded store unless
 you configured an exporter).
+
+Install: ``pip install -e ".[examples]"`` (README, "Examples").
 """
 
 from __future__ import annotations

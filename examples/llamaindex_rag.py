@@ -15,6 +15,8 @@ default ``gpt-4o-mini``).
 Spans go where ``instrumentors.instrument_all()`` sends them (the embedded store unless
 you configured an exporter); look at them with ``instrumentors list`` / ``instrumentors
 show <trace id>``.
+
+Install: ``pip install -e ".[examples]"`` (README, "Examples").
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ default ``gpt-4o-mini``).
 
 Under ``opentelemetry-instrument`` the OpenAI instrumentor is already on (entry point);
 run directly, the script calls ``instrumentors.instrument_all()`` itself.
+
+Install: ``pip install -e ".[openai]"`` (README, "Examples").
 """
 
 from __future__ import annotations
