@@ -367,6 +367,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         value = getattr(args, name, None)
         if value is not None and value < 0:
             parser.exit(EXIT_USAGE, f"instrumentors: error: --{name.replace('_', '-')} must be >= 0\n")
+    if getattr(args, "trace_id", None) is not None:  # a malformed id is a usage error, store or no store
+        from .store.model import normalize_trace_id
+
+        try:
+            normalize_trace_id(args.trace_id)
+        except ValueError as exc:
+            parser.exit(EXIT_USAGE, f"instrumentors: error: {exc}\n")
     try:
         if args.command in ("list", "ls", "query"):
             return _cmd_query(args, filters)
