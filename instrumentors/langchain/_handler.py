@@ -548,7 +548,11 @@ class OTelCallbackHandler(BaseCallbackHandler):
             report_internal_error("langchain.on_retriever_end", exc)
             end_span(run.span)
             return
-        retrieval.finish_retrieval(run.span, docs, scores, order)
+        try:
+            retrieval.finish_retrieval(run.span, docs, scores, order)
+        except Exception as exc:  # noqa: BLE001 - the span still ends
+            report_internal_error("langchain.on_retriever_end", exc)
+            end_span(run.span)
 
     @_guard
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:

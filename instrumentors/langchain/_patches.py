@@ -344,7 +344,11 @@ def _finish_vector_search(span: Any, result: Any, scored: Optional[str], store: 
         report_internal_error("langchain.vector_store.finish", exc)
         end_span(span)
         return
-    retrieval.finish_retrieval(span, docs, scores, order)
+    try:
+        retrieval.finish_retrieval(span, docs, scores, order)
+    except Exception as exc:  # noqa: BLE001 - the caller's result is returned whatever happens here
+        report_internal_error("langchain.vector_store.finish", exc)
+        end_span(span)
 
 
 def _capture(result: Any, scored: Optional[str], store: Any, collector: Any) -> None:
