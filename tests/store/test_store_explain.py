@@ -151,7 +151,7 @@ def test_links_are_rebuilt_from_digests_when_a_trace_has_none(store_provider, st
     assert result["steps"][2]["reached_via"] == "link"
 
 
-def test_question_is_the_users_not_the_rewritten_retriever_query(store_path, set_config):
+def test_question_is_the_users_not_the_rewritten_retriever_query(store_path, store_provider, set_config):
     """Capture on, the seed's pipeline on the real instrumentors (raw OpenAI query
     rewriter -> LangChain retriever) under a root span that carries no input: explain's
     "Question:" and the query summary's input.query are the user's question, not the
@@ -162,13 +162,9 @@ def test_question_is_the_users_not_the_rewritten_retriever_query(store_path, set
     pytest = __import__("pytest")
     pytest.importorskip("openai")
     pytest.importorskip("langchain_core")
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
     from instrumentors.langchain import LangChainInstrumentor
     from instrumentors.openai import OpenAIInstrumentor
     from instrumentors.store import render
-    from instrumentors.store.exporter import SQLiteSpanExporter
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "causal"))
     try:
@@ -176,8 +172,7 @@ def test_question_is_the_users_not_the_rewritten_retriever_query(store_path, set
     finally:
         sys.path.pop(0)
     set_config(capture_content=True, causal_links=True)
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(SQLiteSpanExporter(store_path)))
+    provider = store_provider
     active = [OpenAIInstrumentor(), LangChainInstrumentor()]
     for instrumentor in active:
         instrumentor.instrument(tracer_provider=provider)
@@ -192,7 +187,6 @@ def test_question_is_the_users_not_the_rewritten_retriever_query(store_path, set
     finally:
         for instrumentor in reversed(active):
             instrumentor.uninstrument()
-        provider.shutdown()
     with TraceStore(store_path) as store:
         result = store.explain(trace_id)
         [summary] = store.query()
