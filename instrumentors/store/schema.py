@@ -269,8 +269,14 @@ def connect_reader(path: Optional[str] = None, busy_timeout_ms: int = 5_000) -> 
     try:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         conn.execute("PRAGMA query_only=1")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        # one read transaction: the version and the tables from the same snapshot (two
+        # autocommit reads could straddle a writer creating the schema: "version 0, tables")
+        conn.execute("BEGIN")
+        try:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.execute("ROLLBACK")
     except sqlite3.OperationalError as exc:
         conn.close()
         if "locked" in str(exc) or "busy" in str(exc):
