@@ -20,7 +20,7 @@ downstream symptom (a wrong answer) is explained by what fed it.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from .. import _semconv as sc
 from . import analysis as an
@@ -193,14 +193,19 @@ def _tool_name(span: dict) -> str:
     return str(attrs.get(sc.GEN_AI_TOOL_NAME) or span["name"])
 
 
-def _inside_tool(span: dict, by_id: dict) -> Optional[dict]:
-    """The tool span a step ran inside (a retriever an agent's tool called), if any."""
+def _nearest_ancestor(span: dict, by_id: dict, matches: Callable[[dict], bool]) -> Optional[dict]:
+    """The closest span above ``span`` in its tree that ``matches``, if any."""
     parent = by_id.get(span.get("parent_span_id"))
     while parent is not None:
-        if an.role(parent) == sc.KIND_TOOL:
+        if matches(parent):
             return parent
         parent = by_id.get(parent.get("parent_span_id"))
     return None
+
+
+def _inside_tool(span: dict, by_id: dict) -> Optional[dict]:
+    """The tool span a step ran inside (a retriever an agent's tool called), if any."""
+    return _nearest_ancestor(span, by_id, lambda s: an.role(s) == sc.KIND_TOOL)
 
 
 def _graph_anomalies(span: dict) -> list:
@@ -433,21 +438,11 @@ def _descendants(span: dict, children: dict) -> list:
 
 
 def _enclosing_graph(span: dict, by_id: dict) -> Optional[dict]:
-    parent = by_id.get(span.get("parent_span_id"))
-    while parent is not None:
-        if sc.GRAPH_NAME in parent["attributes"]:
-            return parent
-        parent = by_id.get(parent.get("parent_span_id"))
-    return None
+    return _nearest_ancestor(span, by_id, lambda s: sc.GRAPH_NAME in s["attributes"])
 
 
 def _enclosing_node(span: dict, by_id: dict) -> Optional[dict]:
-    parent = by_id.get(span.get("parent_span_id"))
-    while parent is not None:
-        if an.role(parent) == sc.KIND_NODE:
-            return parent
-        parent = by_id.get(parent.get("parent_span_id"))
-    return None
+    return _nearest_ancestor(span, by_id, lambda s: an.role(s) == sc.KIND_NODE)
 
 
 def _first_consumer_only(anomalies: list, by_id: dict, low_score: float) -> list:
