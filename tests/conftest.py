@@ -126,6 +126,23 @@ SCRUBBED_RESPONSE_HEADERS = {
 }
 
 
+@pytest.fixture
+def everything(tracer_provider, meter_provider, set_config):
+    """OpenAI, LangChain and LlamaIndex instrumentors on (causal links off: their digests
+    are tested elsewhere and hold no text)."""
+    from instrumentors.langchain import LangChainInstrumentor
+    from instrumentors.llama_index import LlamaIndexInstrumentor
+    from instrumentors.openai import OpenAIInstrumentor
+
+    set_config(causal_links=False)
+    instrumentors = [OpenAIInstrumentor(), LangChainInstrumentor(), LlamaIndexInstrumentor()]
+    for instrumentor in instrumentors:
+        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
+    yield
+    for instrumentor in instrumentors:
+        instrumentor.uninstrument()
+
+
 def scrub_response(response: dict) -> dict:
     headers = response.get("headers") or {}
     for name in list(headers):

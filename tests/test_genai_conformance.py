@@ -290,21 +290,6 @@ def replay(module: str, cassette: str):
     return recorder.use_cassette(str(CASSETTES / module / cassette), record_mode="none")
 
 
-@pytest.fixture
-def everything(tracer_provider, meter_provider, set_config):
-    from instrumentors.langchain import LangChainInstrumentor
-    from instrumentors.llama_index import LlamaIndexInstrumentor
-    from instrumentors.openai import OpenAIInstrumentor
-
-    set_config(causal_links=False)
-    instrumentors = [OpenAIInstrumentor(), LangChainInstrumentor(), LlamaIndexInstrumentor()]
-    for instrumentor in instrumentors:
-        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    yield
-    for instrumentor in instrumentors:
-        instrumentor.uninstrument()
-
-
 def _assert_conforms(spans: list, exchange: list, caller: Optional[dict], capture: bool, expected_count=None) -> None:
     assert spans, "no GenAI span"
     if expected_count is not None:

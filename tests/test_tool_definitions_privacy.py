@@ -74,23 +74,6 @@ def lookup_order(order_id: str, unit: str = "plain", address: dict = None) -> st
     return f"order {order_id}: shipped"
 
 
-@pytest.fixture
-def everything(tracer_provider, meter_provider, set_config):
-    """OpenAI, LangChain and LlamaIndex instrumentors on (causal links off: their digests
-    are tested elsewhere and hold no text)."""
-    from instrumentors.langchain import LangChainInstrumentor
-    from instrumentors.llama_index import LlamaIndexInstrumentor
-    from instrumentors.openai import OpenAIInstrumentor
-
-    set_config(causal_links=False)
-    instrumentors = [OpenAIInstrumentor(), LangChainInstrumentor(), LlamaIndexInstrumentor()]
-    for instrumentor in instrumentors:
-        instrumentor.instrument(tracer_provider=tracer_provider, meter_provider=meter_provider)
-    yield
-    for instrumentor in instrumentors:
-        instrumentor.uninstrument()
-
-
 def _http_client(scenario: str):
     httpx = S.http_module()
     return httpx.Client(transport=httpx.MockTransport(S.reply(scenario)))
