@@ -79,5 +79,11 @@ class TraceReader(ABC):
     @abstractmethod
     def root_span_id(self, ref: Any) -> Optional[str]: ...
 
+    def version(self) -> Any:
+        """A cheap value that changes whenever spans or feedback are added, so that an
+        answer computed over the whole store (the UI's blame) can be reused while it is
+        unchanged. None (the default): unknown, never reuse."""
+        return None
+
     @abstractmethod
     def stats(self) -> dict: ...

@@ -453,6 +453,10 @@ class SQLiteReader(TraceReader):
         return rows[0][0] if rows else None
 
     @_one_snapshot
+    def version(self) -> tuple:
+        # spans and feedback are insert-only: their largest rowids move with every write
+        return tuple(self._rows("SELECT (SELECT max(rowid) FROM spans), (SELECT max(rowid) FROM feedback)")[0])
+
     def stats(self) -> dict:
         counts = {t: self._rows(f"SELECT count(*) FROM {t}")[0][0] for t in ("traces", "spans", "links", "feedback")}
         span_range = self._rows(f"SELECT min(start_ns), max(start_ns) FROM traces WHERE start_ns < {schema.NO_START}")[0]

@@ -189,6 +189,10 @@ class TraceStore:
         """Counts and size, for ``instrumentors info``."""
         return self._reader.stats()
 
+    def version(self) -> Any:
+        """Changes whenever spans or feedback are added (None: this engine cannot tell)."""
+        return self._reader.version()
+
     # -- many traces ----------------------------------------------------------------------
 
     def traces_with_feedback(self, key: Optional[str] = None, limit: Optional[int] = None,

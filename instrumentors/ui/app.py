@@ -29,6 +29,7 @@ from starlette.staticfiles import StaticFiles
 from ..store import FilterError, StoreError, TraceNotFound, TraceStore
 from ..store.query import filters_from_text
 from . import views
+from .answers import AnswerCache
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 MAX_PAGE = 500
@@ -121,6 +122,7 @@ def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
     ts = TraceStore(os.fspath(store) if store is not None and owned else store, timeout=timeout) if owned else store
     location = str(ts.path)
     writable = feedback_target(store, ts)
+    answers = AnswerCache(ts.version)
 
     def api(handler: Callable) -> Callable:
         def endpoint(request: Request) -> Response:
@@ -195,20 +197,20 @@ def create_app(store: Any = None, *, timeout: float = 5.0) -> Starlette:
 
     def blame(request: Request) -> Response:
         filters = _filters(request)
-        report = ts.blame(threshold=_float_param(request, "threshold", 0.5), filters=filters or None,
-                          feedback_key=request.query_params.get("key") or None,
-                          top=_int_param(request, "top", 15, 1, 100),
-                          min_support=_int_param(request, "min_support", 3, 1, 10**6),
-                          max_traces=_int_param(request, "max_traces", 5000, 1, 100_000))
-        return _JSON(report)
+        args = dict(threshold=_float_param(request, "threshold", 0.5), feedback_key=request.query_params.get("key") or None,
+                    top=_int_param(request, "top", 15, 1, 100),
+                    min_support=_int_param(request, "min_support", 3, 1, 10**6),
+                    max_traces=_int_param(request, "max_traces", 5000, 1, 100_000))
+        key = ("blame", repr(sorted(filters.items())), tuple(sorted(args.items())))
+        return _JSON(answers.get(key, lambda: ts.blame(filters=filters or None, **args)))
 
     def prompts(request: Request) -> Response:
         filters = _filters(request)
-        rows = ts.compare_prompts(threshold=_float_param(request, "threshold", 0.5),
-                                  feedback_key=request.query_params.get("key") or None,
-                                  filters=filters or None,
-                                  max_traces=_int_param(request, "max_traces", 5000, 1, 100_000))
-        return _JSON({"threshold": _float_param(request, "threshold", 0.5), "rows": rows})
+        args = dict(threshold=_float_param(request, "threshold", 0.5), feedback_key=request.query_params.get("key") or None,
+                    max_traces=_int_param(request, "max_traces", 5000, 1, 100_000))
+        key = ("prompts", repr(sorted(filters.items())), tuple(sorted(args.items())))
+        rows = answers.get(key, lambda: ts.compare_prompts(filters=filters or None, **args))
+        return _JSON({"threshold": args["threshold"], "rows": rows})
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):

@@ -74,3 +74,54 @@ def test_blame_and_prompts_pages(ui):
     rows = client.get("/api/prompts").json()["rows"]
     assert {r["fingerprint"] for r in rows} >= {"tpl-v1", "tpl-v2"}
     assert all(sum(c for _, c in r["score_distribution"]) == r["traces"] for r in rows)
+
+
+def test_blame_is_reused_until_the_store_gains_spans_or_feedback(ui, store_path, rag, monkeypatch):
+    """The blame page loads every judged trace: asked twice of an unchanged store it is
+    computed once; a new trace or feedback, written by anyone, makes it computed again."""
+    client, _ = ui
+    calls = []
+    real_blame = TraceStore.blame
+
+    def counting(self, **kwargs):
+        calls.append(kwargs)
+        return real_blame(self, **kwargs)
+
+    monkeypatch.setattr(TraceStore, "blame", counting)
+    first = client.get("/api/blame").json()
+    assert client.get("/api/blame").json() == first and len(calls) == 1
+    client.get("/api/blame", params={"threshold": 0.4})  # another question is its own answer
+    assert len(calls) == 2
+
+    fresh = rag.run(docs=(("kb/pricing-2025", 0.41, STALE),), used=["kb/pricing-2025"])
+    rag.provider.force_flush()
+    client.get("/api/blame")
+    assert len(calls) == 3  # a new trace: computed again
+    client.get("/api/blame")
+    assert len(calls) == 3
+
+    from instrumentors import record_feedback
+
+    record_feedback(fresh, 0.0, tracer_provider=rag.provider, store_path=store_path)
+    rag.provider.force_flush()
+    after = client.get("/api/blame").json()
+    assert len(calls) == 4 and after["negative"] == first["negative"] + 1
+
+
+def test_the_store_version_moves_with_every_write(rag, store_path):
+    rag.run()
+    rag.provider.force_flush()
+    with TraceStore(store_path) as store:
+        first = store.version()
+    trace_id = rag.run()
+    rag.provider.force_flush()
+    with TraceStore(store_path) as store:
+        one = store.version()
+        assert store.version() == one  # reading does not move it
+    assert None not in (first, one) and one != first
+    from instrumentors import record_feedback
+
+    record_feedback(trace_id, 1.0, tracer_provider=rag.provider, store_path=store_path)
+    rag.provider.force_flush()
+    with TraceStore(store_path) as store:
+        assert store.version() != one
