@@ -358,7 +358,39 @@ class LLMResult:
             args = _arguments_text(arguments)
             if args:
                 out.append(Produced(text=args, kind="tool_call", document_id=call_id))
+        if not self.calls and self.text:
+            args = react_action_arguments(self.text)
+            if args:
+                out.append(Produced(text=args, kind="tool_call"))
         return out
+
+
+_REACT_ACTION_INPUT = "Action Input:"
+
+
+def react_action_arguments(text: str) -> Optional[str]:
+    """The tool arguments a ReAct-format completion asks for (``Action: tool`` /
+    ``Action Input: {...}``), as the JSON text a tool span consumes, or None.
+
+    A ReAct agent (``ReActAgent``) parses its tool call out of the completion's text, so
+    the model's response carries no structured tool call; the arguments are a small part
+    of a long generation, too small to link the tool span by coverage. Registering them
+    as the response's ``tool_call`` output (parsed with LlamaIndex's own ReAct parser,
+    keys sorted like the tool side) links the tool span ``CAUSED_BY_GENERATION``, as for
+    a function-calling model.
+    """
+    if _REACT_ACTION_INPUT not in text:
+        return None
+    try:
+        from llama_index.core.agent.react.output_parser import parse_action_reasoning_step
+
+        step = parse_action_reasoning_step(text)
+    except Exception:  # noqa: BLE001 - not a ReAct action (or a parser we cannot read)
+        return None
+    arguments = getattr(step, "action_input", None)
+    if not isinstance(arguments, dict) or not arguments:
+        return None
+    return _arguments_text(arguments)
 
 
 # ---------------------------------------------------------------------------------------

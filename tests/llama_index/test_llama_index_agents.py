@@ -3,7 +3,8 @@ workflow's span is a real parent. Code inside a step (your own span, a raw OpenA
 call), the LLM calls and the tool calls all nest under ``invoke_agent``/``invoke_workflow``
 in the caller's trace; the caller's context is untouched afterwards, also when a step
 raises or the run is cancelled. FunctionAgent on llama-index's OpenAI LLM (an in-process
-OpenAI), ReActAgent, AgentWorkflow with a handoff."""
+OpenAI), ReActAgent (tool calls parsed from text; streamed or not, sync or async tool),
+AgentWorkflow with a handoff."""
 
 from __future__ import annotations
 
@@ -211,3 +212,106 @@ def test_agent_workflow_handoff(li, openai_on, spans, set_config):
     assert links == [(handoff.context.span_id, "handoff")]
     assert not turns[0].links and not turns[2].links
     assert tree.parent(tree.one("execute_tool search_kb")) is run
+
+
+# ---------------------------------------------------------------------------------------
+# ReActAgent: the tool call is parsed out of the completion's text
+# ---------------------------------------------------------------------------------------
+
+REACT_ACTION = ('Thought: I need to search the knowledge base.\nAction: search_kb\n'
+                'Action Input: {"query": "paris office opening hours"}')
+
+
+def _react_policy(body):
+    """A ReAct model: an action in text first, then an answer from the observation."""
+    observations = [m for m in body["messages"] if m["role"] != "system" and "Observation:" in (m["content"] or "")]
+    assert not body.get("tools")  # ReAct sends no tool schema: the call is in the text
+    if not observations:
+        return {"content": REACT_ACTION}, "stop"
+    seen = observations[-1]["content"].split("Observation:", 1)[1].strip()
+    return {"content": f"Thought: I can answer without using any more tools.\nAnswer: {seen}"}, "stop"
+
+
+async def search_kb_async(query: str) -> str:
+    """Search the knowledge base."""
+    return HOURS
+
+
+def _react_run(tracer_provider, streaming: bool, async_tool: bool):
+    from llama_index.core.agent.workflow import ReActAgent
+
+    fake = FakeOpenAI(_react_policy)
+    tool = FunctionTool.from_defaults(async_fn=search_kb_async, name="search_kb") if async_tool \
+        else FunctionTool.from_defaults(fn=search_kb)
+    agent = ReActAgent(name="react_kb", description="Answers from the knowledge base", tools=[tool],
+                       llm=fake.llama_index_llm(), streaming=streaming)
+    tracer = tracer_provider.get_tracer("test")
+
+    async def main():
+        with tracer.start_as_current_span("user request"):
+            return await agent.run(user_msg="When does the Paris office open?", memory=_memory())
+
+    return str(asyncio.run(main())), fake
+
+
+def _react_links(tree):
+    """The ReAct loop's shape and links, asserted; returns them by span role (no ids)."""
+    agent = tree.one("invoke_agent react_kb")
+    assert tree.parent(agent) is tree.one("user request")
+    assert agent.attributes[sc.GEN_AI_AGENT_NAME] == "react_kb"
+    assert agent.attributes[sc.GEN_AI_OPERATION_NAME] == sc.OP_INVOKE_AGENT
+    tool = tree.one("execute_tool search_kb")
+    assert tree.parent(tool) is agent
+    chats = sorted((s for s in tree.named(f"chat {MODEL}") if s.attributes.get(sc.LIBRARY) == "llama_index"),
+                   key=lambda s: s.start_time)
+    assert len(chats) == 2 and all(tree.parent(c) is agent for c in chats)
+    clients = [s for s in tree.named(f"chat {MODEL}") if s.attributes.get(sc.LIBRARY) == "openai"]
+    assert sorted(tree.parent(c).context.span_id for c in clients) == sorted(c.context.span_id for c in chats)
+    assert chats[0].end_time <= tool.start_time <= tool.end_time <= chats[1].start_time
+    assert len({s.context.trace_id for s in tree.spans}) == 1
+    role = {chats[0].context.span_id: "first call", tool.context.span_id: "tool"}
+
+    def links(span):
+        return sorted((role.get(ln.context.span_id, "?"), ln.attributes.get(sc.GEN_AI_ATTRIBUTION_LINK_TYPE),
+                       ln.attributes.get(sc.LINK_SOURCE_KIND)) for ln in span.links)
+
+    # the tool ran the arguments the first call wrote in its text
+    assert links(tool) == [("first call", sc.LINK_CAUSED_BY_GENERATION, "tool_call")]
+    # the second call read the tool's observation (and the first call's reasoning)
+    assert ("tool", sc.LINK_CAUSED_BY_TOOL, "tool_result") in links(chats[1])
+    assert ("first call", sc.LINK_CAUSED_BY_GENERATION, "generation") in links(chats[1])
+    return {"tool": links(tool), "second call": links(chats[1]), "first call": links(chats[0])}
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["achat", "astream_chat"])
+@pytest.mark.parametrize("async_tool", [False, True], ids=["sync_tool", "async_tool"])
+def test_react_agent_tool_loop(li, openai_on, spans, tracer_provider, set_config, streaming, async_tool):
+    set_config(causal_links=True)
+    answer, fake = _react_run(tracer_provider, streaming, async_tool)
+    assert answer == HOURS
+    assert len(fake.requests) == 2 and bool(fake.requests[0].get("stream")) is streaming
+    assert _react_links(spans())["first call"] == []
+
+
+def test_react_agent_links_are_the_same_with_capture_on_and_off(li, openai_on, span_exporter, spans,
+                                                                 tracer_provider, set_config):
+    set_config(causal_links=True, capture_content=False)
+    _react_run(tracer_provider, streaming=True, async_tool=False)
+    off = _react_links(spans())
+    assert not any(HOURS in str(v) or "paris office" in str(v)
+                   for s in spans().spans for v in s.attributes.values())
+    span_exporter.clear()
+    set_config(causal_links=True, capture_content=True)
+    _react_run(tracer_provider, streaming=True, async_tool=False)
+    tree = spans()
+    assert any("paris office" in str(v) for v in tree.one("execute_tool search_kb").attributes.values())
+    assert _react_links(tree) == off
+
+
+def test_react_action_arguments_are_read_only_from_an_action():
+    from instrumentors.llama_index._readers import react_action_arguments
+
+    assert react_action_arguments(REACT_ACTION) == '{"query": "paris office opening hours"}'
+    assert react_action_arguments("Thought: done.\nAnswer: Action Input: none") is None
+    assert react_action_arguments("Action Input: {\"query\": \"x\"}") is None  # no Action line
+    assert react_action_arguments("plain text") is None
