@@ -230,7 +230,15 @@ class StreamObserver:
 
     Subclass per stream type; ``on_item`` and ``on_end`` run under the fail-open guard,
     and ``on_end`` runs exactly once whatever way the stream stops.
+
+    ``merges_end_attributes``: an observer that writes the span's attributes once in
+    ``on_end`` sets it; the stream's own end attributes (chunk count, ended_by, time to
+    first chunk) are then handed to it in ``end_attributes`` to write in the same
+    ``set_attributes`` (the SDK locks and validates per write) instead of before it.
     """
+
+    merges_end_attributes = False
+    end_attributes: Optional[dict] = None
 
     def on_item(self, item: Any) -> None:  # pragma: no cover - default no-op
         pass
@@ -258,11 +266,8 @@ class _StreamState:
 
     def item(self, item: Any) -> None:
         try:
-            if self.first_item_ns is None:
+            if self.first_item_ns is None:  # written at the end, with the other stream attributes
                 self.first_item_ns = time.time_ns()
-                self.span.set_attribute(
-                    sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK, (self.first_item_ns - self.start_ns) / 1e9
-                )
             self.items += 1
             self.observer.on_item(item)
         except Exception as exc:  # noqa: BLE001
@@ -273,11 +278,25 @@ class _StreamState:
             if self.done:
                 return
             self.done = True
+        observer = self.observer
+        merged = False
         try:
-            self.span.set_attributes({sc.STREAM_CHUNK_COUNT: self.items, sc.STREAM_ENDED_BY: ended_by})
-            self.observer.on_end(ended_by, exc)
+            attrs = {sc.STREAM_CHUNK_COUNT: self.items, sc.STREAM_ENDED_BY: ended_by}
+            if self.first_item_ns is not None:
+                attrs[sc.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (self.first_item_ns - self.start_ns) / 1e9
+            merged = observer.merges_end_attributes
+            if merged:
+                observer.end_attributes = attrs
+            else:
+                self.span.set_attributes(attrs)
+            observer.on_end(ended_by, exc)
         except Exception as inner:  # noqa: BLE001
             report_internal_error("stream.on_end", inner)
+            if merged:  # the observer may have failed before writing them: write them (again)
+                try:
+                    self.span.set_attributes(attrs)
+                except Exception as again:  # noqa: BLE001
+                    report_internal_error("stream.end_attributes", again)
         end_span(self.span, exc)
 
 

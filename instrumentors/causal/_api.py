@@ -137,6 +137,10 @@ class Consumption:
     attributes: dict = field(default_factory=dict)
     #: the matches behind ``links`` (source, coverage), for steps and tests.
     matches: list = field(default_factory=list)
+    #: ``consume(..., hand_over=True)``: (input keys, short n-gram keys) for the same
+    #: span's ``produce(..., consumption=this)``, which would otherwise find them in
+    #: ``PENDING`` under the header's token; None when the inputs had no keys.
+    inherited: Optional[Tuple[set, set]] = None
 
 
 def _clean_score(score: object) -> Optional[float]:
@@ -152,10 +156,13 @@ def _clean_rank(rank: object) -> Optional[int]:
     return rank
 
 
-def _merge(span: Span, name: str, header: str, entries: List[str], limit: int, attributes: object = None) -> None:
+def _merge(span: Span, name: str, header: str, entries: List[str], limit: int, attributes: object = None,
+           into: Optional[dict] = None) -> None:
     """Append ``entries`` to the span's digest ``name`` (a second ``produce`` on one span).
 
-    ``attributes``: the span's attributes when the caller already has them.
+    ``attributes``: the span's attributes when the caller already has them. ``into``: a
+    dict of attributes the caller sets on the span right after (one ``set_attributes``
+    instead of a second attribute write); the value goes there instead of on the span.
     """
     existing = None
     if attributes is None:
@@ -164,10 +171,15 @@ def _merge(span: Span, name: str, header: str, entries: List[str], limit: int, a
         existing = attributes.get(name)
     if existing and str(existing[0]) == header:
         entries = list(existing[1:]) + entries
-    span.set_attribute(name, (header, *entries[:limit]))
+    value = (header, *entries[:limit])
+    if into is not None:
+        into[name] = value
+    else:
+        span.set_attribute(name, value)
 
 
-def produce(span: Span, outputs: Sequence[Produced], *, linkable: bool = True) -> None:
+def produce(span: Span, outputs: Sequence[Produced], *, linkable: bool = True,
+            attributes: Optional[dict] = None, consumption: Optional[Consumption] = None) -> None:
     """Register fingerprints of a step's outputs together with ``span``'s context.
 
     Call it before ending the span. Also writes the span's ``produced`` digests.
@@ -177,28 +189,40 @@ def produce(span: Span, outputs: Sequence[Produced], *, linkable: bool = True) -
     With trace-scoped matching no consumer can then ever find these outputs, so only
     the digests are written (for ``rebuild_links`` across processes) and the registry
     is spared entries that could only crowd out others.
+
+    ``attributes``: a dict the caller sets on ``span`` (``set_attributes``) right after
+    this call, before anything else writes the span: the ``produced`` digest is added to
+    it rather than written separately (the SDK locks and validates per write).
+
+    ``consumption``: what ``consume(..., hand_over=True)`` returned for this span (its
+    ``consumed`` digest is on the span): the input keys come from it, not from ``PENDING``.
     """
     cfg = _config.get_config()
     if not cfg.causal_links or not outputs:
         return
     try:
-        _produce(span, outputs, cfg, linkable or cfg.causal_scope != "trace")
+        _produce(span, outputs, cfg, linkable or cfg.causal_scope != "trace", attributes, consumption)
     except Exception as exc:  # noqa: BLE001 - never break the host app
         report_internal_error("causal.produce", exc)
 
 
-def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config, register: bool = True) -> None:
+def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config, register: bool = True,
+             into: Optional[dict] = None, consumption: Optional[Consumption] = None) -> None:
     ctx = span.get_span_context()
     if not ctx.is_valid:
         return
-    parent = getattr(span, "parent", None)
-    parent_span_id = parent.span_id if parent is not None else None
     k = cfg.causal_shingle_words
-    group = Group()
     entries: List[str] = []
     attributes = getattr(span, "attributes", None)
-    inherited = PENDING.take_consumed(
-        attributes.get(sc.CAUSAL_CONSUMED_DIGESTS) if attributes is not None else None)
+    if consumption is not None:
+        inherited = consumption.inherited
+    else:
+        inherited = PENDING.take_consumed(
+            attributes.get(sc.CAUSAL_CONSUMED_DIGESTS) if attributes is not None else None)
+    if register:
+        parent = getattr(span, "parent", None)
+        parent_span_id = parent.span_id if parent is not None else None
+        group = Group()
     if type(outputs) is not list or len(outputs) > MAX_OUTPUTS_PER_CALL:
         outputs = list(outputs)[:MAX_OUTPUTS_PER_CALL]
     for output in outputs:
@@ -210,8 +234,12 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config, regis
             continue
         kind = output.kind if output.kind in KINDS else "step"
         document_id = None if output.document_id is None else str(output.document_id)
-        rank = _clean_rank(output.rank)
-        score = _clean_score(output.score)
+        rank = output.rank
+        if rank is not None:
+            rank = _clean_rank(rank)
+        score = output.score
+        if score is not None:
+            score = _clean_score(score)
         own = fp.keys
         whole_only = False
         if inherited is not None and kind in INHERITING_KINDS:
@@ -238,27 +266,34 @@ def _produce(span: Span, outputs: Sequence[Produced], cfg: _config.Config, regis
                           max_age=cfg.causal_max_age_seconds)
     if span.is_recording():
         _merge(span, sc.CAUSAL_PRODUCED_DIGESTS, digests.header(k, kid=_digest_key.key_id()), entries,
-               cfg.max_documents, attributes)
+               cfg.max_documents, attributes, into)
 
 
-def consume(inputs: Sequence[str], parent: Optional[otel_context.Context] = None) -> Optional[Consumption]:
+def consume(inputs: Sequence[str], parent: Optional[otel_context.Context] = None, *,
+            hand_over: bool = False) -> Optional[Consumption]:
     """Look the input texts up; ``parent`` is the context the consumer span will start in.
 
     Returns the links to pass to ``start_span`` and the attributes to set on the span
     (source count and ids, unused document ids, ``consumed`` digests), or None when
     causal links are off (or on an internal error).
+
+    ``hand_over=True``: the caller passes the result to ``produce(..., consumption=...)``
+    for the span it starts with these attributes (the OpenAI wrapper does): the input
+    keys travel in ``Consumption.inherited`` instead of ``PENDING`` (no lock, no bounded
+    queue entry left behind by a call that fails before it produces).
     """
     cfg = _config.get_config()
     if not cfg.causal_links:
         return None
     try:
-        return _consume(inputs, parent, cfg)
+        return _consume(inputs, parent, cfg, hand_over)
     except Exception as exc:  # noqa: BLE001 - never break the host app
         report_internal_error("causal.consume", exc)
         return None
 
 
-def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg: _config.Config) -> Consumption:
+def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg: _config.Config,
+             hand_over: bool = False) -> Consumption:
     if isinstance(inputs, str):
         inputs = [inputs]
     texts = [text for text in (inputs or ()) if isinstance(text, str) and text]
@@ -266,13 +301,16 @@ def _consume(inputs: Sequence[str], parent: Optional[otel_context.Context], cfg:
     found = fingerprint.input_keys(texts, k, REGISTRY.short_lengths())
     token = PENDING.new_token() if found.all or found.small else None
     consumed = digests.consumed_digest(k, found.shingles, found.wholes, token, _digest_key.key_id())
-    if token is not None:
-        PENDING.put(found.all, found.small, token, consumed[0])
     attributes = {
         sc.CAUSAL_CONSUMED_DIGESTS: consumed,
         sc.CAUSAL_SOURCE_COUNT: 0,
     }
     result = Consumption(attributes=attributes)
+    if token is not None:
+        if hand_over:
+            result.inherited = (found.all, found.small)
+        else:
+            PENDING.put(found.all, found.small, token, consumed[0])
     span_context = trace.get_current_span(parent).get_span_context()
     trace_id = span_context.trace_id if span_context.is_valid else None
     if cfg.causal_scope == "trace":

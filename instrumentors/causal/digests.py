@@ -80,7 +80,21 @@ CONSUMED_SKETCH = 64
 CONSUMED_WHOLES = 16
 
 
+_PRODUCED_HEADERS: Dict[Tuple[int, Optional[str]], str] = {}  # (k, kid) -> header; a handful at most
+
+
 def header(k: int, n: Optional[int] = None, token: Optional[str] = None, kid: Optional[str] = None) -> str:
+    if n is None and token is None:  # a produced header: the same on every call
+        cached = _PRODUCED_HEADERS.get((k, kid))
+        if cached is None:
+            if len(_PRODUCED_HEADERS) >= 64:
+                _PRODUCED_HEADERS.clear()
+            cached = _PRODUCED_HEADERS[(k, kid)] = _header(k, n, token, kid)
+        return cached
+    return _header(k, n, token, kid)
+
+
+def _header(k: int, n: Optional[int], token: Optional[str], kid: Optional[str]) -> str:
     out = f"{VERSION} k={k}" if n is None else f"{VERSION} k={k} n={n}"
     if token is not None:
         out = f"{out} c={token}"

@@ -132,13 +132,18 @@ class _Call:
     """The state of one traced request, from span start to span end."""
 
     __slots__ = ("tel", "op", "span", "ctx", "attrs", "frame", "keep_text", "capture", "causal",
-                 "linkable", "stream", "start_ns", "t0")
+                 "linkable", "consumption", "stream", "start_ns", "t0")
 
-    def apply(self, result: Result, exc: Optional[BaseException] = None) -> None:
+    def apply(self, result: Result, exc: Optional[BaseException] = None, extra: Optional[dict] = None) -> None:
         """Write a Result on the span (not ending it): attributes, output content,
-        usage bookkeeping, causal outputs, metrics. Runs under the caller's guard."""
+        usage bookkeeping, causal outputs, metrics, in one ``set_attributes``. ``extra``:
+        attributes to write with them (a stream's own), the Result's win on a clash.
+        Runs under the caller's guard."""
         span = self.span
         attrs = result.attributes()
+        if extra:
+            extra.update(attrs)
+            attrs = extra
         if self.capture and result.outputs:
             messages = json_value(result.output_messages())
             if messages is not None:
@@ -150,8 +155,6 @@ class _Call:
             error_type = str(result.error_type)
             attrs[sc.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR, error_type))
-        if attrs:
-            span.set_attributes(attrs)
         frame = self.frame
         if frame is not None:
             if result.input_tokens is not None or result.output_tokens is not None:
@@ -159,11 +162,13 @@ class _Call:
         elif self.causal:
             produced = result.produced()
             if produced:
-                try:
+                try:  # the produced digest joins attrs: one set_attributes for both
                     causal.produce(span, [causal.Produced(text, kind) for text, kind in produced],
-                                   linkable=self.linkable)
+                                   linkable=self.linkable, attributes=attrs, consumption=self.consumption)
                 except Exception as inner:  # noqa: BLE001
                     report_internal_error("openai.causal.produce", inner)
+        if attrs:
+            span.set_attributes(attrs)
         metrics = self.tel.metrics
         if metrics.enabled:
             m_attrs = self.attrs
@@ -260,15 +265,17 @@ def _decode_body(call: _Call, body: bytes, sse: bool) -> Result:
 class _ChunkObserver(StreamObserver):
     """Parsed chunks/events from ``Stream``/``AsyncStream``."""
 
-    __slots__ = ("call", "acc", "on_item")
+    __slots__ = ("call", "acc", "on_item", "end_attributes")
+    merges_end_attributes = True
 
     def __init__(self, call: _Call) -> None:
         self.call = call
         self.acc = call.op.accumulator(call.keep_text)
         self.on_item = self.acc.add  # once per chunk: no extra call layer
+        self.end_attributes = None
 
     def on_end(self, ended_by: str, exc: Optional[BaseException]) -> None:
-        self.call.apply(self.acc.result(), exc)
+        self.call.apply(self.acc.result(), exc, self.end_attributes)
 
 
 class _BytesObserver(StreamObserver):
@@ -444,13 +451,14 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
 
     use_causal = frame is None and cfg.causal_links
     links = None
+    consumption = None
     # a root span: its context is current only inside the SDK call, so no later span can
     # join its trace and consume its outputs there (see causal.produce)
     linkable = True
     if use_causal:
         linkable = trace.get_current_span(parent).get_span_context().is_valid
         try:
-            consumption = causal.consume(op.input_texts(body), parent)
+            consumption = causal.consume(op.input_texts(body), parent, hand_over=True)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("openai.causal.consume", exc)
             consumption = None
@@ -469,6 +477,7 @@ def _begin(tel: Telemetry, client: Any, args: tuple, kwargs: dict) -> Optional[_
     call.capture = capture
     call.causal = use_causal
     call.linkable = linkable
+    call.consumption = consumption
     call.keep_text = capture or use_causal
     call.stream = stream
     call.t0 = time.perf_counter()

@@ -336,11 +336,11 @@ async def test_no_text_anywhere_with_capture_off(instrument, span_exporter, capl
 def causal_calls(monkeypatch):
     calls = []
 
-    def consume(inputs, parent=None):
+    def consume(inputs, parent=None, hand_over=False):
         calls.append(("consume", list(inputs), trace.get_current_span(parent)))
         return causal.Consumption(attributes={sc.CAUSAL_SOURCE_COUNT: 0})
 
-    def produce(span, outputs, linkable=True):
+    def produce(span, outputs, linkable=True, attributes=None, consumption=None):
         calls.append(("produce", [(o.text, o.kind) for o in outputs], span.is_recording()))
 
     monkeypatch.setattr(causal, "consume", consume)
