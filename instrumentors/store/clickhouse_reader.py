@@ -60,12 +60,13 @@ def _value_sql(op: str, value: Any, x: str) -> str:
         literal = "'true'" if value else "'false'"
         return f"{x} = {literal}" if op == "eq" else f"{x} != {literal}"
     if isinstance(value, (int, float)):
-        equal = f"({x} = {quote(_num_text(value))} OR ({_is_num(x)} AND toFloat64OrZero({x}) = {float(value)!r}))"
+        # the float comparison first: the canonical-number regex then runs only on the rows it passed
+        equal = f"({x} = {quote(_num_text(value))} OR (toFloat64OrZero({x}) = {float(value)!r} AND {_is_num(x)}))"
         if op == "eq":
             return equal
         if op == "ne":
             return f"NOT {equal}"
-        return f"({_is_num(x)} AND toFloat64OrZero({x}) {ORDERING[op]} {float(value)!r})"
+        return f"(toFloat64OrZero({x}) {ORDERING[op]} {float(value)!r} AND {_is_num(x)})"
     if op == "eq":
         return f"{x} = {quote(value)}"
     if op == "ne":
@@ -185,8 +186,75 @@ class ClickHouseReader(TraceReader):
         return (f"SELECT TraceId, if(countIf(NOT ({_FEEDBACK})) > 0, {start}, NULL) AS start FROM {self._table}"
                 f" WHERE TraceId != '' GROUP BY TraceId{clause}")
 
+    @staticmethod
+    def _positive(conditions: Sequence[Condition]) -> bool:
+        """Every condition asks for *some* span satisfying it (none is ``exists: false`` on
+        an attribute): then only the spans satisfying one of them decide whether a trace
+        matches, and the engine reads just those rows (the key bloom-filter index of the
+        Collector's layout skips the granules without the keys)."""
+        return bool(conditions) and not any(c.exists_false and not c.intrinsic for c in conditions)
+
+    def _matching_sql(self, conditions: Sequence[Condition]) -> str:
+        """TraceId of each trace matching every condition (no time bounds)."""
+        if self._positive(conditions):
+            parts = [span_condition(c) for c in conditions]
+            where = " OR ".join(f"({p})" for p in parts)
+            having = " AND ".join(f"countIf({p}) > 0" for p in parts)
+            return (f"SELECT TraceId FROM {self._table} WHERE TraceId != '' AND ({where})"
+                    f" GROUP BY TraceId HAVING {having}")
+        return f"SELECT TraceId FROM ({self._trace_select(conditions, None, None)})"
+
+    def _time_range(self) -> tuple:
+        """(first, last span start in ns, spans) of the table (part metadata: cheap)."""
+        first, last, spans = self._rows(f"SELECT toUnixTimestamp64Nano(min(Timestamp)),"
+                                        f" toUnixTimestamp64Nano(max(Timestamp)), count() FROM {self._table}")[0]
+        return int(first or 0), int(last or 0), int(spans)
+
+    def _window_sql(self, conditions: Sequence[Condition], after_ns: int, since_ns: Optional[int],
+                    until_ns: Optional[int], want: int) -> str:
+        """The ``want`` newest matching traces among those starting at or after ``after_ns``.
+
+        A trace starting at or after ``after_ns`` has all its non-feedback spans there,
+        so it is among the traces with a span in ``[after_ns, ...)``; each such trace is
+        then judged on *all* its spans (wherever their times), so the answer is exact for
+        the traces starting in the window."""
+        fb = f"NOT ({_FEEDBACK})"
+        start = f"minIf(toUnixTimestamp64Nano(Timestamp), {fb})"
+        lower = after_ns if since_ns is None else max(after_ns, int(since_ns))
+        having = ([_having(conditions)] if conditions else []) + [f"countIf({fb}) > 0", f"{start} >= {lower}"]
+        if until_ns is not None:
+            having.append(f"{start} < {int(until_ns)}")
+        recent = f"SELECT TraceId FROM {self._table} WHERE Timestamp >= fromUnixTimestamp64Nano({int(after_ns)})"
+        return (f"SELECT TraceId, {start} AS start FROM {self._table} WHERE TraceId IN ({recent})"
+                f" AND TraceId != '' GROUP BY TraceId HAVING {' AND '.join(having)}"
+                f" ORDER BY start DESC, TraceId LIMIT {int(want)}")
+
+    #: spans in the first time window a limited trace query looks at (at least 16 per trace
+    #: wanted; then 4x per round). Small on purpose: the TraceId bloom filter skips granules
+    #: well for a few hundred traces, hardly for thousands (its false positives add up)
+    WINDOW_SPANS = 1024
+
     def find_traces(self, conditions: Sequence[Condition], limit: Optional[int], since_ns: Optional[int],
                     until_ns: Optional[int], offset: int = 0) -> list:
+        # With a limit only the newest traces matter: look at the traces of a recent time
+        # window first (the sort key and the TraceId bloom filter let the engine read only
+        # those) and widen it 4x while it holds fewer than offset + limit matches; the
+        # whole table is the last resort. So the cost follows the window, not the table.
+        want = (int(limit) + int(offset)) if limit is not None else 0
+        if want > 0:
+            first, last, spans = self._time_range()
+            if not spans:
+                return []
+            top = last if until_ns is None else min(last, int(until_ns))
+            window = max(self.WINDOW_SPANS, 16 * want)
+            while window < spans:
+                after = top - (last - first) * window // spans
+                if after <= first or (since_ns is not None and after <= since_ns):
+                    break
+                rows = self._rows(self._window_sql(conditions, after, since_ns, until_ns, want))
+                if len(rows) >= want:
+                    return [r[0] for r in rows][int(offset):]
+                window *= 4
         rows = self._rows(f"SELECT TraceId FROM ({self._trace_select(conditions, since_ns, until_ns)})"
                           f" ORDER BY isNull(start), start DESC, TraceId{_limit_sql(limit, offset)}")
         return [r[0] for r in rows]
@@ -196,6 +264,10 @@ class ClickHouseReader(TraceReader):
         if level == "span":
             where = " AND ".join(self._span_where(conditions, since_ns, until_ns)) or "1"
             return int(self._rows(f"SELECT count() FROM {self._table} WHERE {where}")[0][0])
+        if since_ns is None and until_ns is None:
+            if not conditions:
+                return int(self._rows(f"SELECT uniqExact(TraceId) FROM {self._table} WHERE TraceId != ''")[0][0])
+            return int(self._rows(f"SELECT count() FROM ({self._matching_sql(conditions)})")[0][0])
         return int(self._rows(f"SELECT count() FROM ({self._trace_select(conditions, since_ns, until_ns)})")[0][0])
 
     @staticmethod
@@ -228,7 +300,7 @@ class ClickHouseReader(TraceReader):
         if key is not None:
             where.append(f"{fb_key} = {quote(key)}")
         if conditions:
-            where.append(f"TraceId IN (SELECT TraceId FROM ({self._trace_select(conditions, None, None)}))")
+            where.append(f"TraceId IN ({self._matching_sql(conditions)})")
         limit_sql = "" if limit is None else f" LIMIT {int(limit)}"
         rows = self._rows(
             f"SELECT TraceId, min(toFloat64OrZero({score})) FROM {self._table} WHERE {' AND '.join(where)}"

@@ -102,6 +102,28 @@ def test_sqlite_and_chdb_give_identical_answers(both):
         assert normalized(a[key]) == normalized(b[key]), key
 
 
+@pytest.mark.parametrize("window", [1, 64, 1 << 30])
+def test_limited_trace_queries_match_sqlite_whatever_the_time_window(both, monkeypatch, window):
+    """chDB answers a limited trace query from a recent time window first, widened while
+    it holds too few matches (ClickHouseReader.WINDOW_SPANS): from a window of one span
+    (many rounds), a small one, and none at all (the whole table at once), every page is
+    SQLite's, with time bounds too."""
+    from instrumentors.store.clickhouse_reader import ClickHouseReader
+
+    monkeypatch.setattr(ClickHouseReader, "WINDOW_SPANS", window)
+    sqlite_path, url = both
+    with TraceStore(sqlite_path) as lite, TraceStore(url) as ch:
+        middle = lite.query(limit=None)[170]["start_ns"] / 1e9
+        for spec in (None, {"feedback.score": {"lt": 0.5}, "retrieval.top_score": {"lt": 0.6}},
+                     {"name": "output validator"}, {"audit.flag": {"exists": False}}, {"no.such.key": 1}):
+            for limit, offset in ((1, 0), (7, 0), (25, 30), (50, 300)):
+                for bounds in ({}, {"until": middle}, {"since": middle}):
+                    a = [t["trace_id"] for t in lite.query(spec, limit=limit, offset=offset, **bounds)]
+                    b = [t["trace_id"] for t in ch.query(spec, limit=limit, offset=offset, **bounds)]
+                    assert a == b, (spec, limit, offset, bounds)
+            assert lite.count(spec) == ch.count(spec), spec
+
+
 def test_chdb_reproduces_the_blame_snapshot(both):
     sqlite_path, url = both
     expected = json.loads(SNAPSHOT.read_text())
