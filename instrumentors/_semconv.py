@@ -102,6 +102,8 @@ LINK_INFORMED_BY = "INFORMED_BY"  # retrieved context used by a step
 LINK_CAUSED_BY_GENERATION = "CAUSED_BY_GENERATION"  # an LLM output used downstream
 LINK_CAUSED_BY_TOOL = "CAUSED_BY_TOOL"  # a tool result used downstream (ours; no convention yet)
 LINK_CAUSED_BY_STEP = "CAUSED_BY_STEP"  # a user step's output used downstream (ours)
+# not content: a graph run resumed after an interrupt continues the interrupted run, in another trace (ours)
+LINK_RESUMED_FROM = "RESUMED_FROM"
 
 # --- ours: span classification --------------------------------------------------------
 PREFIX = "instrumentors."
@@ -168,6 +170,7 @@ GRAPH_STATUS = "instrumentors.graph.status"  # graph spans: done | interrupt_bef
 GRAPH_RECURSION_LIMIT = "instrumentors.graph.recursion_limit"  # graph spans: the run's recursion_limit
 GRAPH_INTERRUPTED = "instrumentors.graph.interrupted"  # the run stopped at an interrupt (not an error)
 GRAPH_RESUMED = "instrumentors.graph.resumed"  # graph spans: the run resumed an interrupted thread
+SOURCE_INTERRUPT = "interrupt"  # instrumentors.link.source_kind of a RESUMED_FROM link
 
 # --- ours: causal links ---------------------------------------------------------------
 CAUSAL_SOURCE_COUNT = "instrumentors.causal.source_count"
@@ -185,6 +188,7 @@ LINK_RANK = "instrumentors.link.rank"
 LINK_SCORE = "instrumentors.link.score"
 LINK_COVERAGE = "instrumentors.link.coverage"
 LINK_SOURCE_KIND = "instrumentors.link.source_kind"  # document | generation | tool_call | tool_result | step
+#                                                     | handoff | interrupt (RESUMED_FROM: the interrupted graph run)
 
 # --- retrieval summary (user-facing filter keys, seed names) --------------------------
 RETRIEVAL_DOCUMENT_COUNT = "retrieval.document_count"

@@ -20,11 +20,19 @@ their names and extra attributes:
 * LangGraph's control flow exceptions (``GraphBubbleUp``: an ``interrupt()``, a
   ``Command(graph=PARENT)``) pass through node runs' error callbacks; they are not
   errors, and the spans they end say "interrupted" instead.
+* a run **resumed** after an interrupt (``Command(resume=...)``, or ``None`` as input, on
+  a checkpointed thread) is a new call and so a new trace; its graph span links the
+  graph span of the thread's run that stopped at the interrupt (``RESUMED_FROM``), found
+  in :data:`INTERRUPTED` by the run's ``thread_id`` and ``checkpoint_ns``.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any, Optional
+
+from opentelemetry.trace import Link
 
 from .. import _semconv as sc
 
@@ -71,6 +79,83 @@ def is_command_resume(value: Any) -> bool:
     return type(value).__name__ == "Command" and getattr(value, "resume", None) is not None
 
 
+#: threads remembered at most (each entry: a key and a span context, ~200 bytes)
+MAX_INTERRUPTED_THREADS = 4096
+
+
+class InterruptedRuns:
+    """Thread key -> span context of the thread's latest graph run that stopped at an
+    interrupt: what a resumed run links to. Bounded (least recently stopped dropped
+    first); an entry goes when its thread's run finishes (``done``)."""
+
+    def __init__(self, maxsize: int = MAX_INTERRUPTED_THREADS) -> None:
+        self.maxsize = maxsize
+        self._runs: "OrderedDict[tuple, Any]" = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def remember(self, key: tuple, span_context: Any) -> None:
+        with self._lock:
+            self._runs[key] = span_context
+            self._runs.move_to_end(key)
+            while len(self._runs) > self.maxsize:
+                self._runs.popitem(last=False)
+
+    def forget(self, key: tuple) -> None:
+        with self._lock:
+            self._runs.pop(key, None)
+
+    def get(self, key: tuple) -> Any:
+        return self._runs.get(key)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._runs.clear()
+
+
+INTERRUPTED = InterruptedRuns()
+
+
+def thread_key(config: Any) -> Optional[tuple]:
+    """(thread_id, checkpoint_ns) of a checkpointed run's config, or None."""
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    if not isinstance(configurable, dict):
+        return None
+    thread_id = configurable.get("thread_id")
+    if not isinstance(thread_id, (str, int)) or isinstance(thread_id, bool):
+        return None
+    namespace = configurable.get("checkpoint_ns")
+    return str(thread_id), namespace if isinstance(namespace, str) else ""
+
+
+def resumes(graph_input: Any) -> bool:
+    """A run continuing its thread where it stopped: ``Command(resume=...)``, or no input."""
+    return graph_input is None or is_command_resume(graph_input)
+
+
+def resume_link(key: Optional[tuple], graph_input: Any) -> Optional[Link]:
+    """The link from a resumed run's graph span to the interrupted run's, if known."""
+    if key is None or not resumes(graph_input):
+        return None
+    interrupted = INTERRUPTED.get(key)
+    if interrupted is None:
+        return None
+    return Link(interrupted, {sc.GEN_AI_ATTRIBUTION_LINK_TYPE: sc.LINK_RESUMED_FROM,
+                              sc.LINK_SOURCE_KIND: sc.SOURCE_INTERRUPT})
+
+
+def note_graph_end(key: Optional[tuple], span_context: Any, end_attributes: dict) -> None:
+    """Remember a run that stopped at an interrupt; forget its thread once a run finished."""
+    if key is None:
+        return
+    if end_attributes.get(sc.GRAPH_INTERRUPTED) is True:
+        INTERRUPTED.remember(key, span_context)
+    elif end_attributes.get(sc.GRAPH_STATUS) == "done":
+        INTERRUPTED.forget(key)
+
+
 def graph_attributes(name: str, agent: bool, config: Any, graph_input: Any) -> tuple:
     """(span name, attributes) of a graph run."""
     op = sc.OP_INVOKE_AGENT if agent else sc.OP_INVOKE_WORKFLOW
@@ -88,7 +173,7 @@ def graph_attributes(name: str, agent: bool, config: Any, graph_input: Any) -> t
     limit = config.get("recursion_limit") if isinstance(config, dict) else None
     if isinstance(limit, int) and not isinstance(limit, bool):
         attrs[sc.GRAPH_RECURSION_LIMIT] = limit
-    if is_command_resume(graph_input):
+    if is_command_resume(graph_input) or (graph_input is None and INTERRUPTED.get(thread_key(config)) is not None):
         attrs[sc.GRAPH_RESUMED] = True
     return f"{op} {name}", attrs
 

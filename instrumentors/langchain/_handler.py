@@ -73,18 +73,20 @@ class Run:
 
 
 class GraphRun(Run):
-    """A LangGraph graph run: its Pregel loop (weakly; read when the run ends) and whether
-    a node stopped at an interrupt."""
+    """A LangGraph graph run: its Pregel loop (weakly; read when the run ends), whether
+    a node stopped at an interrupt, and its checkpointed thread (``_graph.thread_key``)."""
 
-    __slots__ = ("loop", "interrupted")
+    __slots__ = ("loop", "interrupted", "thread")
 
-    def __init__(self, span: Span, ctx: Optional[otel_context.Context], loop: Any) -> None:
+    def __init__(self, span: Span, ctx: Optional[otel_context.Context], loop: Any,
+                 thread: Optional[tuple] = None) -> None:
         super().__init__(span, ctx)
         try:
             self.loop = weakref.ref(loop) if loop is not None else None
         except TypeError:
             self.loop = None
         self.interrupted = False
+        self.thread = thread
 
 
 class NodeRun(Run):
@@ -208,6 +210,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         for run in runs:
             end_span(run.span)
         _causal.TOOL_CALLS.clear()
+        _graph.INTERRUPTED.clear()
 
     # run map -----------------------------------------------------------------------------
     @property
@@ -360,14 +363,20 @@ class OTelCallbackHandler(BaseCallbackHandler):
         span_name, attrs = _graph.graph_attributes(str(name), _graph.is_agent(nodes), config, graph_input)
         run.span.update_name(span_name)
         set_span_attributes(run.span, attrs)
-        graph_run = GraphRun(run.span, run.ctx, loop)
+        thread = _graph.thread_key(config)
+        link = _graph.resume_link(thread, graph_input)
+        if link is not None:
+            run.span.add_link(link.context, link.attributes)
+        graph_run = GraphRun(run.span, run.ctx, loop, thread)
         graph_run.deferred_inputs = run.deferred_inputs
         self._runs[key] = graph_run
 
     def _finish_graph(self, run: GraphRun) -> None:
         try:
             loop = run.loop() if run.loop is not None else None
-            set_span_attributes(run.span, _graph.loop_end_attributes(loop, run.interrupted))
+            attrs = _graph.loop_end_attributes(loop, run.interrupted)
+            set_span_attributes(run.span, attrs)
+            _graph.note_graph_end(run.thread, run.span.get_span_context(), attrs)
         except Exception as exc:  # noqa: BLE001
             report_internal_error("langchain.graph_end", exc)
 

@@ -13,7 +13,8 @@ Anomalies flagged: errors, empty retrievals, low retrieval / linked-document sco
 took the retrieval's output, ``finish_reason=length``, failed validators
 (``instrumentors.step.status``), the step a negative feedback blamed, and in agent traces
 (LangGraph) a tool that returned nothing, a loop that hit or ran up to the recursion limit,
-and an interrupted run; documents a tool retrieved say which tool. The "likely
+an interrupted run, and a run resuming an interrupted one (the trace it continues: its
+``RESUMED_FROM`` link); documents a tool retrieved say which tool. The "likely
 cause" is the most upstream warning on the causal path of the output, because a
 downstream symptom (a wrong answer) is explained by what fed it.
 """
@@ -227,7 +228,21 @@ def _graph_anomalies(span: dict) -> list:
                             steps=steps, limit=limit))
     if attrs.get(sc.GRAPH_INTERRUPTED) is True:
         out.append(_anomaly("interrupted", "info", span, f"the {what} stopped at an interrupt (waiting for input)"))
+    earlier = _resumed_from(span)
+    if earlier is not None:
+        out.append(_anomaly("resumed", "info", span,
+                            f"the {what} resumed an earlier run that stopped at an interrupt: trace "
+                            f"{earlier['trace_id'] or '?'} (what happened before the interrupt is there)",
+                            resumed_trace_id=earlier["trace_id"], resumed_span_id=earlier["span_id"]))
     return out
+
+
+def _resumed_from(span: dict) -> Optional[dict]:
+    """The interrupted graph run a resumed graph run continues (its ``RESUMED_FROM`` link)."""
+    for link in span.get("links", ()):
+        if link.get("link_type") == sc.LINK_RESUMED_FROM:
+            return {"trace_id": link.get("trace_id"), "span_id": link.get("span_id")}
+    return None
 
 
 def _span_anomalies(span: dict, by_id: dict, low_score: float, stale_after_days: Optional[float],
@@ -423,6 +438,7 @@ def _agent_summary(spans: list, by_id: dict, children: dict) -> Optional[dict]:
         "status": attrs.get(sc.GRAPH_STATUS), "steps": attrs.get(sc.GRAPH_STEPS),
         "recursion_limit": attrs.get(sc.GRAPH_RECURSION_LIMIT),
         "interrupted": attrs.get(sc.GRAPH_INTERRUPTED) is True, "resumed": attrs.get(sc.GRAPH_RESUMED) is True,
+        "resumed_from": _resumed_from(top),
         "conversation_id": attrs.get(sc.GEN_AI_CONVERSATION_ID),
         "turns": turns, "answer_from": answer_from,
     }

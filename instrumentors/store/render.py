@@ -290,7 +290,9 @@ def _agent_lines(agent: Mapping, w: int) -> list:
     facts = [f"{agent['steps']} steps" if agent.get("steps") is not None else None,
              agent.get("status"),
              f"recursion limit {agent['recursion_limit']}" if agent.get("recursion_limit") is not None else None,
-             "interrupted" if agent.get("interrupted") else None, "resumed" if agent.get("resumed") else None]
+             "interrupted" if agent.get("interrupted") else None,
+             (f"resumed from trace {agent['resumed_from'].get('trace_id') or '?'}" if agent.get("resumed_from")
+              else "resumed" if agent.get("resumed") else None)]
     out = [f"{kind} {agent.get('name') or '-'}: " + ", ".join(f for f in facts if f)]
     turns = []
     for turn in agent.get("turns", ()):

@@ -192,3 +192,48 @@ def test_blame_ranks_a_tool_that_returned_empty(traced):
     top = report["findings"][0]
     assert top["kind"] == "tool" and top["tool"] == "search_kb" and top["relation"] == "empty"
     assert top["description"] == "tool 'search_kb' returned empty in 100% of negative traces vs 0% of positive"
+
+
+def _approval_agent():
+    """A graph whose tool-less 'approve' node waits for a human (``interrupt``)."""
+    from typing import TypedDict
+
+    from langgraph.checkpoint.memory import MemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import interrupt
+
+    class S(TypedDict, total=False):
+        draft: str
+        approved: bool
+
+    builder = StateGraph(S)
+    builder.add_node("draft", lambda s: {"draft": "d"})
+    builder.add_node("approve", lambda s: {"approved": bool(interrupt("ship it?"))})
+    builder.add_edge(START, "draft")
+    builder.add_edge("draft", "approve")
+    builder.add_edge("approve", END)
+    return builder.compile(name="approval", checkpointer=MemorySaver())
+
+
+def test_explain_says_a_run_resumed_an_interrupted_trace(traced):
+    from langgraph.types import Command
+
+    from instrumentors.store.render import explain_text
+
+    path, _provider, _ = traced
+    graph = _approval_agent()
+    config = {"configurable": {"thread_id": "review-1"}}
+    graph.invoke({"draft": ""}, config)
+    graph.invoke(Command(resume=True), config)
+    store = TraceStore(path)
+    first, second = sorted(store.query(limit=10), key=lambda t: t["start_time"])
+    interrupted = store.explain(first["trace_id"])
+    assert "resumed" not in {a["kind"] for a in interrupted["anomalies"]}
+    assert interrupted["agent"]["resumed_from"] is None and interrupted["agent"]["interrupted"] is True
+    result = store.explain(second["trace_id"])
+    [resumed] = [a for a in result["anomalies"] if a["kind"] == "resumed"]
+    assert resumed["resumed_trace_id"] == first["trace_id"] and resumed["severity"] == "info"
+    assert first["trace_id"] in resumed["message"]
+    assert result["agent"]["resumed_from"]["trace_id"] == first["trace_id"]
+    assert result["likely_cause"] is None or result["likely_cause"]["kind"] != "resumed"
+    assert f"resumed from trace {first['trace_id']}" in explain_text(result)

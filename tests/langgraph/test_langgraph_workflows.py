@@ -14,6 +14,7 @@ import pytest
 from opentelemetry import trace
 
 from instrumentors import _semconv as sc
+from instrumentors.langchain import _graph as lg_graph
 from instrumentors.langchain._handler import HANDLER
 
 from lg_helpers import FakeOpenAI, MODEL
@@ -218,6 +219,90 @@ async def test_interrupt_and_resume_astream(lc, spans):
     assert HANDLER.open_runs == 0
     assert [c async for c in graph.astream(Command(resume=True), config)]
     _assert_interrupt_then_resume(spans())
+
+
+def _assert_resumed_links_interrupted(tree) -> None:
+    """The resumed run's graph span links the interrupted run's graph span (another trace)."""
+    first, second = tree.named("invoke_workflow approval")
+    assert not first.links
+    [link] = second.links
+    assert link.context.trace_id == first.context.trace_id != second.context.trace_id
+    assert link.context.span_id == first.context.span_id
+    assert link.attributes[sc.GEN_AI_ATTRIBUTION_LINK_TYPE] == sc.LINK_RESUMED_FROM
+    assert link.attributes[sc.LINK_SOURCE_KIND] == sc.SOURCE_INTERRUPT
+    for node in tree.kind(sc.KIND_NODE):  # the nodes keep their own (no) links
+        assert not any(ln.attributes.get(sc.GEN_AI_ATTRIBUTION_LINK_TYPE) == sc.LINK_RESUMED_FROM for ln in node.links)
+
+
+def test_resumed_run_links_the_interrupted_run(lc, spans):
+    from langgraph.types import Command
+
+    graph = _approval_graph()
+    config = {"configurable": {"thread_id": "t-1"}}
+    graph.invoke({"question": "q"}, config)
+    assert graph.invoke(Command(resume=True), config)["approved"] is True
+    _assert_resumed_links_interrupted(spans())
+    assert lg_graph.INTERRUPTED.get(("t-1", "")) is None  # the thread finished: forgotten
+
+
+async def test_resumed_run_links_the_interrupted_run_async(lc, spans):
+    from langgraph.types import Command
+
+    graph = _approval_graph()
+    config = {"configurable": {"thread_id": "t-1"}}
+    await graph.ainvoke({"question": "q"}, config)
+    assert [c async for c in graph.astream(Command(resume=True), config, stream_mode="updates")]
+    _assert_resumed_links_interrupted(spans())
+
+
+def test_resume_links_only_its_own_thread(lc, spans):
+    from langgraph.types import Command
+
+    graph = _approval_graph()
+    graph.invoke({"question": "q"}, {"configurable": {"thread_id": "a"}})
+    graph.invoke({"question": "q"}, {"configurable": {"thread_id": "b"}})
+    graph.invoke(Command(resume=False), {"configurable": {"thread_id": "b"}})
+    graph.invoke({"question": "again"}, {"configurable": {"thread_id": "a"}})  # a new input: not a resume
+    tree = spans()
+    stopped_a, stopped_b, resumed_b, fresh_a = tree.named("invoke_workflow approval")
+    assert [ln.context.span_id for ln in resumed_b.links] == [stopped_b.context.span_id]
+    assert not fresh_a.links and sc.GRAPH_RESUMED not in fresh_a.attributes
+
+
+def test_static_interrupt_resumed_with_none_links_it(lc, spans):
+    from langgraph.checkpoint.memory import MemorySaver
+
+    graph = _graph(("a", lambda s: {"answer": "a"}), ("b", lambda s: {"answer": "b"}), name="static",
+                   checkpointer=MemorySaver())
+    config = {"configurable": {"thread_id": "x"}}
+    graph.invoke({"question": "q"}, config, interrupt_before=["b"])
+    assert graph.invoke(None, config)["answer"] == "b"
+    stopped, resumed = spans().named("invoke_workflow static")
+    assert [ln.context.span_id for ln in resumed.links] == [stopped.context.span_id]
+    assert resumed.attributes[sc.GRAPH_RESUMED] is True and resumed.attributes[sc.GRAPH_STATUS] == "done"
+
+
+def test_interrupted_runs_are_bounded(monkeypatch):
+    """Threads stopped at an interrupt and never resumed: at most ``maxsize`` remembered,
+    the least recently stopped dropped first."""
+    runs = lg_graph.InterruptedRuns(maxsize=3)
+    for i in range(10):
+        runs.remember((f"t{i}", ""), f"ctx{i}")
+    assert len(runs) == 3
+    assert [runs.get((f"t{i}", "")) for i in (6, 7, 8, 9)] == [None, "ctx7", "ctx8", "ctx9"]
+    runs.remember(("t7", ""), "again")  # stopped again: now the most recent
+    runs.remember(("t10", ""), "ctx10")
+    assert runs.get(("t7", "")) == "again" and runs.get(("t8", "")) is None
+    assert lg_graph.MAX_INTERRUPTED_THREADS == lg_graph.INTERRUPTED.maxsize
+
+
+def test_interrupted_threads_never_resumed_stay_bounded(lc, spans, monkeypatch):
+    monkeypatch.setattr(lg_graph.INTERRUPTED, "maxsize", 5)
+    graph = _approval_graph()
+    for i in range(12):
+        graph.invoke({"question": "q"}, {"configurable": {"thread_id": f"t{i}"}})
+    assert len(lg_graph.INTERRUPTED) == 5
+    assert lg_graph.INTERRUPTED.get(("t11", "")) is not None and lg_graph.INTERRUPTED.get(("t6", "")) is None
 
 
 def test_static_interrupt_before(lc, spans):
